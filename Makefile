@@ -1,0 +1,119 @@
+# stompgate - plain Makefile with pkg-config (redis / picohttpparser style).
+#
+#   make            build bin/stompgate and bin/stockd
+#   make test       install deps, build, run unit + fuzz-smoke + integration tests
+#   make run        install deps, build, start broker + stockd + stompgate
+#   make asan       the same binaries with ASan+UBSan, in bin/asan/
+#   make fuzz       libFuzzer targets (clang) in bin/fuzz/
+#   make unit       only the cmocka unit tests
+#   make bench      benchmarks against RabbitMQ's web_stomp (docs/BENCHMARKS.md)
+
+VERSION  := 0.1.0
+CC       ?= cc
+PKGS     := librabbitmq libevent libevent_openssl libevent_pthreads openssl jansson uuid
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WERROR   := $(if $(filter true,$(CI)),-Werror,)
+OPT      ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter $(WERROR) \
+            $(OPT) -Iinclude $(PKG_CFLAGS) -DSG_VERSION=\"$(VERSION)\" -MMD -MP
+LDLIBS   += $(PKG_LIBS) -lpthread -lm
+
+# BUILD=asan puts objects and binaries in their own directories
+ifeq ($(BUILD),asan)
+  SAN    := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  CFLAGS += $(SAN)
+  LDFLAGS += $(SAN)
+  OBJDIR := build/asan
+  BINDIR := bin/asan
+else
+  OBJDIR := build/rel
+  BINDIR := bin
+endif
+
+LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(OBJDIR)/src/%.o)
+LIB      := $(OBJDIR)/libsg.a
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BINDIR)/tests/%)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BINDIR)/tests/replay_%)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=bin/fuzz/%)
+
+.PHONY: all asan unit fuzz fuzz-smoke test test-unit test-integration run deps bench clean \
+        format install check-format
+
+all: $(BINDIR)/stompgate $(BINDIR)/stockd
+
+$(OBJDIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BINDIR)/stompgate: $(OBJDIR)/src/main.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BINDIR)/stockd: $(OBJDIR)/daemon/stockd.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BINDIR)/tests/test_%: $(OBJDIR)/tests/unit/test_%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# fuzz targets built with gcc and a replay main: run over the seed corpus in make test
+$(BINDIR)/tests/replay_%: $(OBJDIR)/tests/fuzz/%.o $(OBJDIR)/tests/fuzz/replay_main.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+asan:
+	$(MAKE) BUILD=asan all unit
+
+unit: $(UNIT_BIN)
+
+# libFuzzer builds (clang): make fuzz; run e.g. bin/fuzz/fuzz_ws_frame tests/fuzz/corpus/ws_frame
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude $(PKG_CFLAGS) -DSG_VERSION=\"$(VERSION)\" \
+               -fsanitize=fuzzer,address,undefined
+fuzz: $(FUZZ_BIN)
+bin/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(PKG_LIBS) -lpthread -lm
+
+deps:
+	@bash scripts/deps.sh
+
+test: deps
+	@bash scripts/test.sh
+
+test-unit: $(UNIT_BIN) $(FUZZ_REPLAY)
+	@bash scripts/unit.sh $(BINDIR)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@bash scripts/run.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bash bench/run.sh
+
+format:
+	clang-format -i src/*.c include/*.h daemon/*.c tests/unit/*.c tests/fuzz/*.c
+
+check-format:
+	clang-format --dry-run --Werror src/*.c include/*.h daemon/*.c
+
+PREFIX ?= /usr/local
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/stompgate/client
+	install -m 755 bin/stompgate bin/stockd $(DESTDIR)$(PREFIX)/bin/
+	cp -r client/. $(DESTDIR)$(PREFIX)/share/stompgate/client/
+
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,152 @@
+/* stomp_frame.h - STOMP 1.0/1.1/1.2 frame codec, sans-I/O.
+ *
+ * Decoder: stream-oriented. Bytes arrive in any split (several frames in
+ * one WebSocket message, one frame over several messages); EOLs between
+ * frames are heart-beats. The decoder copies the current frame into its own
+ * bounded buffer, so the caller may discard input once it has been
+ * consumed. Views in a returned frame are valid until the next call on the
+ * decoder.
+ *
+ * Rules (STOMP 1.2 "Augmented BNF", "Value Encoding", "Repeated Header
+ * Entries", "Size Limits"; 1.0 and 1.1 differences noted):
+ *  - command line, then header lines "key:value", then a blank line, then
+ *    the body, then NUL. Lines end in LF or CRLF (CRLF accepted for every
+ *    version: the 1.0/1.1 specs are silent, real clients send it).
+ *  - body ends at the first NUL, or, with a valid content-length header,
+ *    after exactly that many bytes, which must be followed by NUL (bodies
+ *    may contain NULs). A content-length that is not a non-negative decimal
+ *    integer -> error.
+ *  - repeated header: the first occurrence wins; later ones are kept in the
+ *    array after it (so a caller can still see them) but sg_stomp_header()
+ *    returns the first.
+ *  - escaping (dec->version >= 11, never in CONNECT/STOMP/CONNECTED):
+ *    \n \c \\ in 1.1; plus \r in 1.2; any other escape, or a trailing
+ *    backslash -> error. Decoded in place in the decoder's buffer.
+ *  - dec->trim (set for 1.0): surrounding spaces and tabs of keys and values
+ *    are removed. Without trim nothing is trimmed (1.1/1.2 "MUST NOT trim").
+ *  - a header line without ':' -> error; an empty command -> impossible
+ *    (EOLs before a command are heart-beats); unknown command -> error.
+ *  - bounds: max_frame (whole frame incl. body), max_headers, max_header_line,
+ *    max_body -> SG_ETOOBIG / SG_ETOOMANY / SG_ELINE.
+ *
+ * Encoder: one complete frame into a struct sg_buf, with escaping per
+ * version (none for CONNECTED) and a content-length when asked.
+ */
+#ifndef SG_STOMP_FRAME_H
+#define SG_STOMP_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "buf.h"
+
+enum sg_stomp_cmd {
+    SG_STOMP_NONE = 0,
+    /* client */
+    SG_STOMP_CONNECT,
+    SG_STOMP_STOMP,
+    SG_STOMP_SEND,
+    SG_STOMP_SUBSCRIBE,
+    SG_STOMP_UNSUBSCRIBE,
+    SG_STOMP_ACK,
+    SG_STOMP_NACK,
+    SG_STOMP_BEGIN,
+    SG_STOMP_COMMIT,
+    SG_STOMP_ABORT,
+    SG_STOMP_DISCONNECT,
+    /* server */
+    SG_STOMP_CONNECTED,
+    SG_STOMP_MESSAGE,
+    SG_STOMP_RECEIPT,
+    SG_STOMP_ERROR,
+};
+
+/* "CONNECT", ... ; NULL for NONE/out of range */
+const char *sg_stomp_cmd_name(enum sg_stomp_cmd c);
+/* Parses a command name (exact, case-sensitive); SG_STOMP_NONE if unknown. */
+enum sg_stomp_cmd sg_stomp_cmd_parse(const char *s, size_t len);
+
+struct sg_stomp_header {
+    const char *key;
+    size_t key_len;
+    const char *value;
+    size_t value_len;
+};
+
+#define SG_STOMP_MAX_HEADERS_CAP 256
+
+struct sg_stomp_frame {
+    enum sg_stomp_cmd cmd;
+    struct sg_stomp_header headers[SG_STOMP_MAX_HEADERS_CAP];
+    size_t num_headers;
+    const uint8_t *body;
+    size_t body_len;
+};
+
+/* First header with this key (exact, case-sensitive), or NULL. */
+const struct sg_stomp_header *sg_stomp_header(const struct sg_stomp_frame *f, const char *key);
+/* Copies a header value into out (cap bytes, NUL-terminated). Returns 1 if the
+ * header exists and fits, 0 if absent, -1 if too long. */
+int sg_stomp_header_copy(const struct sg_stomp_frame *f, const char *key, char *out, size_t cap);
+
+struct sg_stomp_limits {
+    size_t max_frame;       /* default 1 MiB + 64 KiB */
+    size_t max_headers;     /* default 64 (<= SG_STOMP_MAX_HEADERS_CAP) */
+    size_t max_header_line; /* default 8192 (bytes of one "key:value" line) */
+    size_t max_body;        /* default 1 MiB */
+};
+
+enum sg_stomp_event_type {
+    SG_STOMP_EV_NONE = 0,  /* need more input */
+    SG_STOMP_EV_HEARTBEAT, /* an EOL (LF or CRLF) between frames */
+    SG_STOMP_EV_FRAME,     /* a complete frame in ev->frame */
+};
+
+struct sg_stomp_event {
+    enum sg_stomp_event_type type;
+    struct sg_stomp_frame *frame; /* points into the decoder; valid until the next call */
+};
+
+struct sg_stomp_dec {
+    struct sg_stomp_limits lim;
+    int version; /* 10, 11 or 12: escaping rules; set by the session after CONNECT */
+    int trim;    /* 1: trim keys and values (1.0) */
+    /* internal */
+    int state;
+    struct sg_buf buf; /* the frame being collected */
+    size_t scan;       /* how far buf has been scanned */
+    size_t head_end;   /* offset just past the blank line, once known */
+    long long content_length; /* -1 when absent */
+    int cr;            /* internal: a CR seen between frames */
+    struct sg_stomp_frame frame;
+    /* after an error: */
+    const char *error; /* static text for the ERROR frame's message header */
+};
+
+/* Initialises; version starts at 12 with escaping disabled until a CONNECT
+ * was seen (CONNECT never escapes). lim is copied. */
+void sg_stomp_dec_init(struct sg_stomp_dec *d, const struct sg_stomp_limits *lim);
+void sg_stomp_dec_reset(struct sg_stomp_dec *d); /* frees the buffer */
+
+/* Decodes from in[0..len). Returns bytes consumed (>= 0) and fills *ev
+ * (SG_STOMP_EV_NONE: all consumed, need more). Call again with the rest of
+ * the input while it returns events. On error returns a negative sg_err
+ * (SG_ESTOMP, SG_ETOOBIG, SG_ETOOMANY, SG_ELINE) and sets d->error; the
+ * decoder must not be used again. */
+ssize_t sg_stomp_decode(struct sg_stomp_dec *d, const uint8_t *in, size_t len,
+                        struct sg_stomp_event *ev);
+
+/* Encoder. Writes COMMAND\n, each header (escaped per `version` unless the
+ * command is CONNECTED; 10 = no escaping), optionally "content-length:N",
+ * a blank line, the body and a NUL. Returns SG_OK, SG_ETOOBIG or SG_ENOMEM. */
+int sg_stomp_encode(struct sg_buf *out, int version, enum sg_stomp_cmd cmd,
+                    const struct sg_stomp_header *headers, size_t num_headers,
+                    const uint8_t *body, size_t body_len, int add_content_length);
+
+/* Appends one header line (escaped per version) to out: building block for
+ * callers that assemble frames piecewise (fan-out appends per-subscriber
+ * headers). */
+int sg_stomp_encode_header(struct sg_buf *out, int version, const char *key, size_t key_len,
+                           const char *value, size_t value_len);
+
+#endif

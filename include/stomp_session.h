@@ -1,0 +1,156 @@
+/* stomp_session.h - the per-connection STOMP state machine, sans-I/O.
+ *
+ * Takes WebSocket message payloads (bytes), time (milliseconds from any
+ * monotonic clock) and results from the relay; emits outbound frames,
+ * heart-beats, closes and relay actions through a small ops table. It never
+ * touches a socket, a timer or the broker: the glue (src/conn.c) calls it
+ * and arms one timer at sg_stomp_session_next_deadline().
+ *
+ * States: AWAIT_CONNECT -> (CONNECT/STOMP) AUTHENTICATING -> (auth ok)
+ * CONNECTED -> CLOSED. Anything but CONNECT/STOMP first -> ERROR + close.
+ *
+ * Version negotiation (STOMP 1.2 "Protocol Negotiation"): no accept-version
+ * -> 1.0; else the highest common of {1.0,1.1,1.2} capped by the WebSocket
+ * subprotocol when one was negotiated; none in common -> ERROR with header
+ * version:<what we speak, e.g. "1.0,1.1,1.2"> and close. For 1.0 sessions
+ * CONNECT header values are trimmed (the book's client writes "login: x").
+ *
+ * Heart-beats ("Heart-beating"): client cx,cy; we offer sx = clamp(hb_send)
+ * and sy = clamp(hb_recv) (0 = off). Outgoing every max(sx, cy) ms when
+ * both non-zero; incoming expected every max(cx, sy) ms; a client silent for
+ * that * grace (default 2.0) is sent ERROR "heart-beat timeout" and closed.
+ * Values from the client are clamped to [hb_min, hb_max] when non-zero.
+ *
+ * Transactions (BEGIN/COMMIT/ABORT) live in the session: a SEND, ACK or
+ * NACK with a transaction header is copied and held (bounded by max_tx and
+ * max_tx_bytes) and replayed to ops->relay in order on COMMIT; ABORT or the
+ * end of the session discards it. Unknown or duplicate transaction ids ->
+ * ERROR. The session also tracks subscription ids: a duplicate id, an
+ * UNSUBSCRIBE of an unknown id, or more than max_subscriptions -> ERROR.
+ * SUBSCRIBE without id: an error from 1.1 on; in 1.0 the destination is
+ * the id.
+ *
+ * ERROR frames carry message, receipt-id when the failing frame had a
+ * receipt, content-type:text/plain and a short body; the session then
+ * closes with a fitting WebSocket code: 1000 after a normal ERROR, 1002 for
+ * a malformed frame, 1008 for policy (auth, state), 1009 for size.
+ */
+#ifndef SG_STOMP_SESSION_H
+#define SG_STOMP_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "stomp_frame.h"
+
+enum sg_stomp_state {
+    SG_SESS_AWAIT_CONNECT = 0,
+    SG_SESS_AUTHENTICATING,
+    SG_SESS_CONNECTED,
+    SG_SESS_CLOSED,
+};
+
+enum sg_ack_mode { SG_ACK_AUTO = 0, SG_ACK_CLIENT, SG_ACK_CLIENT_INDIVIDUAL };
+
+/* A relay action: what the session asks of the broker side. All views are
+ * valid only during the ops->relay call; the relay copies what it keeps. */
+enum sg_action_type {
+    SG_ACT_SUBSCRIBE = 1,
+    SG_ACT_UNSUBSCRIBE,
+    SG_ACT_SEND,
+    SG_ACT_ACK,
+    SG_ACT_NACK,
+};
+
+struct sg_action {
+    enum sg_action_type type;
+    const struct sg_stomp_frame *frame; /* the client's frame (all headers, body) */
+    const char *destination;            /* SUBSCRIBE, SEND (NUL-terminated copy) */
+    const char *sub_id;                 /* SUBSCRIBE, UNSUBSCRIBE (1.0 may use destination as id) */
+    enum sg_ack_mode ack_mode;          /* SUBSCRIBE */
+    const char *ack_id;                 /* ACK, NACK: the id/message-id header per version */
+    const char *receipt;                /* receipt header or NULL */
+};
+
+struct sg_stomp_session_ops {
+    /* Send one complete STOMP frame as one WebSocket message (text, or
+     * binary if the body is not valid UTF-8: the glue decides). */
+    void (*send)(void *ctx, const uint8_t *frame, size_t len);
+    /* Send a heart-beat: one EOL ("\n") as its own WebSocket message. */
+    void (*send_heartbeat)(void *ctx);
+    /* Flush what was sent, send a WebSocket close with this code, then
+     * close. Called at most once. */
+    void (*close)(void *ctx, int ws_code, const char *reason);
+    /* Ask the broker whether login/passcode may use vhost (NULL login when the
+     * client sent none and no default user applies - the relay refuses).
+     * The answer comes back through sg_stomp_session_auth_result(), possibly
+     * from inside this call. Passwords are never logged. */
+    void (*authenticate)(void *ctx, const char *login, const char *passcode, const char *vhost);
+    /* Perform an action. Returns SG_OK when done (the session sends the
+     * RECEIPT if one was asked for), SG_AGAIN when the relay will answer
+     * later with sg_stomp_session_receipt()/sg_stomp_session_fail(), or a
+     * negative sg_err with *errmsg set to the text for the ERROR frame. */
+    int (*relay)(void *ctx, const struct sg_action *act, const char **errmsg);
+};
+
+struct sg_stomp_session_config {
+    const char *server_name;   /* "stompgate/0.1.0" */
+    unsigned hb_send_ms;       /* what we offer to send (default 10000) */
+    unsigned hb_recv_ms;       /* what we ask to receive (default 10000) */
+    unsigned hb_min_ms;        /* default 1000 */
+    unsigned hb_max_ms;        /* default 120000 */
+    double hb_grace;           /* default 2.0 */
+    unsigned connect_timeout_ms; /* CONNECT deadline after the upgrade, default 10000 */
+    const char *default_login; /* used when the client sends no login; NULL = off */
+    const char *default_passcode;
+    const char *default_vhost; /* "/" */
+    unsigned max_subscriptions; /* per session, default 256 */
+    unsigned max_tx;            /* open transactions, default 16 */
+    size_t max_tx_bytes;        /* buffered bytes per transaction, default 4 MiB */
+    struct sg_stomp_limits limits;
+};
+
+void sg_stomp_session_config_defaults(struct sg_stomp_session_config *c);
+
+struct sg_stomp_session; /* opaque */
+
+/* Creates a session. cfg is borrowed (must outlive the session); ops and
+ * ctx are borrowed. subproto_cap: 10/11/12, or 0 when no subprotocol was
+ * negotiated. now_ms starts the CONNECT deadline. NULL on ENOMEM. */
+struct sg_stomp_session *sg_stomp_session_new(const struct sg_stomp_session_config *cfg,
+                                              const struct sg_stomp_session_ops *ops, void *ctx,
+                                              int subproto_cap, uint64_t now_ms);
+void sg_stomp_session_free(struct sg_stomp_session *s);
+
+/* Feeds the payload of a WebSocket data message (or a chunk of one). Any
+ * bytes count as activity for heart-beat purposes. Returns SG_OK, or a
+ * negative sg_err after the session has sent ERROR and closed. */
+int sg_stomp_session_on_data(struct sg_stomp_session *s, const uint8_t *p, size_t len,
+                             uint64_t now_ms);
+/* Call at (or after) the deadline; sends heart-beats, enforces deadlines. */
+void sg_stomp_session_on_tick(struct sg_stomp_session *s, uint64_t now_ms);
+/* Next time on_tick must be called; UINT64_MAX if none. */
+uint64_t sg_stomp_session_next_deadline(const struct sg_stomp_session *s);
+/* The glue sent something (frame or heart-beat) at now_ms (resets the
+ * outgoing heart-beat clock). Frames sent through ops->send update it
+ * automatically; the relay's MESSAGE deliveries call this. */
+void sg_stomp_session_on_sent(struct sg_stomp_session *s, uint64_t now_ms);
+
+/* Result of ops->authenticate. ok=0 -> ERROR "access refused" and close 1008. */
+void sg_stomp_session_auth_result(struct sg_stomp_session *s, int ok, uint64_t now_ms);
+/* The relay completed an SG_AGAIN action that carried `receipt`: send RECEIPT. */
+void sg_stomp_session_receipt(struct sg_stomp_session *s, const char *receipt);
+/* The relay failed an action: ERROR with message (and receipt-id if receipt
+ * != NULL), then close with ws_code (0 = 1000). */
+void sg_stomp_session_fail(struct sg_stomp_session *s, const char *message, const char *receipt,
+                           int ws_code);
+
+enum sg_stomp_state sg_stomp_session_state(const struct sg_stomp_session *s);
+int sg_stomp_session_version(const struct sg_stomp_session *s); /* 10/11/12, 0 before CONNECT */
+const char *sg_stomp_session_id(const struct sg_stomp_session *s); /* UUID text */
+const char *sg_stomp_session_login(const struct sg_stomp_session *s); /* NULL before auth */
+const char *sg_stomp_session_vhost(const struct sg_stomp_session *s);
+/* Negotiated heart-beat periods (0 = off). */
+unsigned sg_stomp_session_hb_out_ms(const struct sg_stomp_session *s);
+unsigned sg_stomp_session_hb_in_ms(const struct sg_stomp_session *s);
+
+#endif
