@@ -15,6 +15,11 @@
 
 #define SG_HTTP_MAX_HEADERS_CAP 256
 
+/* Defaults used for a NULL limits pointer or a zero field. */
+#define SG_HTTP_DEFAULT_MAX_REQUEST_LINE 8192
+#define SG_HTTP_DEFAULT_MAX_HEADERS 100
+#define SG_HTTP_DEFAULT_MAX_HEADER_BYTES 16384
+
 struct sg_http_header {
     const char *name;
     size_t name_len;
@@ -22,8 +27,10 @@ struct sg_http_header {
     size_t value_len;
 };
 
+/* A zero field means its default. max_headers is clamped to
+ * SG_HTTP_MAX_HEADERS_CAP and max_request_line to max_header_bytes. */
 struct sg_http_limits {
-    size_t max_request_line; /* default 8192 */
+    size_t max_request_line; /* bytes, without the line ending; default 8192 */
     size_t max_headers;      /* default 100 (<= SG_HTTP_MAX_HEADERS_CAP) */
     size_t max_header_bytes; /* whole head incl. request line, default 16384 */
 };
@@ -33,7 +40,7 @@ struct sg_http_request {
     size_t method_len;
     const char *target; /* request-target as sent, e.g. "/ws?x=1" */
     size_t target_len;
-    int minor_version; /* 0 or 1 (HTTP/1.x) */
+    int minor_version; /* 0 or 1: the version is exactly "HTTP/1.0" or "HTTP/1.1" */
     struct sg_http_header headers[SG_HTTP_MAX_HEADERS_CAP];
     size_t num_headers;
     /* on error: the HTTP status to answer (400, 414, 431, 505) and a short reason */
@@ -41,16 +48,32 @@ struct sg_http_request {
     const char *error;
 };
 
-/* Parses buf[0..len). Returns:
+/* Parses buf[0..len) (borrowed; req's views point into it). lim may be NULL
+ * (defaults). Returns:
  *   > 0       the head is complete; the value is its length in bytes
- *             (through the blank line)
+ *             (through the blank line); bytes after it are not looked at
  *   SG_AGAIN  incomplete, and within limits: read more and call again with
  *             the whole buffer
- *   < 0 other an sg_err (SG_EHTTP, SG_ELINE, SG_ETOOMANY, SG_ETOOBIG) with
- *             req->error_status and req->error set.
- * Accepts CRLF or bare LF line endings. Rejects obsolete line folding,
- * whitespace before a header colon, control characters in values, and
- * non-token method or header names (RFC 9112). */
+ *   < 0 other an sg_err with req->error_status and req->error (a static
+ *             string) set:
+ *             SG_EHTTP    400 malformed; 505 for a well-formed HTTP/x.y other
+ *                         than HTTP/1.0 and HTTP/1.1
+ *             SG_ELINE    414 request line longer than max_request_line
+ *                         (reported as soon as that many bytes arrived, even
+ *                         before its newline)
+ *             SG_ETOOMANY 431 more than max_headers header fields
+ *             SG_ETOOBIG  431 head longer than max_header_bytes (reported as
+ *                         soon as the buffer is over it while incomplete)
+ * On SG_AGAIN and on errors the other fields of req are unspecified.
+ * Bounds are checked while incomplete; syntax is checked line by line as
+ * each line completes, so for any prefix of a buffer the result is SG_AGAIN
+ * or the buffer's own result (same error, same status, same head length).
+ * Accepts CRLF or bare LF line endings, and skips empty lines before the
+ * request line (RFC 9112 2.2; they count in the returned length). Rejects
+ * NUL and bare CR anywhere, obsolete line folding (also whitespace before the
+ * first header), whitespace before a header colon, control characters other
+ * than HT in values, non-token method or header names, and a request-target
+ * that is not visible ASCII (RFC 9112). */
 ssize_t sg_http_parse_request(const char *buf, size_t len, struct sg_http_request *req,
                               const struct sg_http_limits *lim);
 
@@ -67,13 +90,16 @@ int sg_http_list_has(const char *value, size_t len, const char *token);
 const char *sg_http_reason(int status);
 
 /* Path part of a target (before '?'), percent-decoded into out (cap bytes,
- * NUL-terminated). Returns SG_OK, or SG_EHTTP for a target that is not an
- * origin-form absolute path, contains "%00", a bad escape, or a ".."
- * segment after decoding (path traversal). */
+ * NUL-terminated). Returns SG_OK, SG_EHTTP for a target that does not start
+ * with '/' (not origin-form), contains "%00", a bad escape ('%' not followed
+ * by two hex digits), or a ".." segment after decoding (path traversal, so
+ * "%2e%2e" and "%2f" tricks are caught), or SG_ETOOBIG if the decoded path
+ * and its NUL do not fit in cap. On error out is "" (when cap > 0). */
 int sg_http_path(const char *target, size_t len, char *out, size_t cap);
 
-/* Content type for a file name by extension ("text/html; charset=utf-8",
- * "application/javascript", ...; "application/octet-stream" otherwise). */
+/* Content type for a file name by extension, case-insensitive ("text/html;
+ * charset=utf-8", "application/javascript", ...; "application/octet-stream"
+ * otherwise). Returns a static string. */
 const char *sg_http_mime(const char *path);
 
 #endif

@@ -25,12 +25,20 @@
  *  - dec->trim (set for 1.0): surrounding spaces and tabs of keys and values
  *    are removed. Without trim nothing is trimmed (1.1/1.2 "MUST NOT trim").
  *  - a header line without ':' -> error; an empty command -> impossible
- *    (EOLs before a command are heart-beats); unknown command -> error.
+ *    (EOLs before a command are heart-beats); unknown command -> error
+ *    (as soon as the command line is longer than any command); an empty
+ *    header name -> error from 1.1 on; a NUL before the blank line -> error;
+ *    a CR between frames not followed by LF -> error.
  *  - bounds: max_frame (whole frame incl. body), max_headers, max_header_line,
- *    max_body -> SG_ETOOBIG / SG_ETOOMANY / SG_ELINE.
+ *    max_body -> SG_ETOOBIG / SG_ETOOMANY / SG_ELINE. Every check fires at
+ *    the first input byte that breaks it (an over-long line before its EOL,
+ *    a too big content-length at the blank line), so the outcome never
+ *    depends on how the input was split.
+ *  - the body is followed by a NUL in the decoder's buffer
+ *    (frame->body[frame->body_len] == '\0'); keys and values are not.
  *
  * Encoder: one complete frame into a struct sg_buf, with escaping per
- * version (none for CONNECTED) and a content-length when asked.
+ * version (none for CONNECT/STOMP/CONNECTED) and a content-length when asked.
  */
 #ifndef SG_STOMP_FRAME_H
 #define SG_STOMP_FRAME_H
@@ -123,29 +131,39 @@ struct sg_stomp_dec {
     const char *error; /* static text for the ERROR frame's message header */
 };
 
-/* Initialises; version starts at 12 with escaping disabled until a CONNECT
- * was seen (CONNECT never escapes). lim is copied. */
+/* Initialises; version starts at 12 and trim at 0. CONNECT/STOMP/CONNECTED
+ * frames are never unescaped, so the first frame decodes the same whatever
+ * the version; the session sets version (and trim) after it. lim is copied
+ * (NULL or a 0 field = the default; max_headers is capped at
+ * SG_STOMP_MAX_HEADERS_CAP). */
 void sg_stomp_dec_init(struct sg_stomp_dec *d, const struct sg_stomp_limits *lim);
-void sg_stomp_dec_reset(struct sg_stomp_dec *d); /* frees the buffer */
+/* Frees the buffer; the decoder is then back at the start of a stream. */
+void sg_stomp_dec_reset(struct sg_stomp_dec *d);
 
 /* Decodes from in[0..len). Returns bytes consumed (>= 0) and fills *ev
  * (SG_STOMP_EV_NONE: all consumed, need more). Call again with the rest of
  * the input while it returns events. On error returns a negative sg_err
- * (SG_ESTOMP, SG_ETOOBIG, SG_ETOOMANY, SG_ELINE) and sets d->error; the
- * decoder must not be used again. */
+ * (SG_ESTOMP, SG_ETOOBIG, SG_ETOOMANY, SG_ELINE, SG_ENOMEM) and sets
+ * d->error (static, one line); the decoder must not be used again (it keeps
+ * returning the error). */
 ssize_t sg_stomp_decode(struct sg_stomp_dec *d, const uint8_t *in, size_t len,
                         struct sg_stomp_event *ev);
 
-/* Encoder. Writes COMMAND\n, each header (escaped per `version` unless the
- * command is CONNECTED; 10 = no escaping), optionally "content-length:N",
- * a blank line, the body and a NUL. Returns SG_OK, SG_ETOOBIG or SG_ENOMEM. */
+/* Encoder. Appends COMMAND\n, each header (escaped per `version` unless the
+ * command is CONNECT/STOMP/CONNECTED; 10 = no escaping), optionally
+ * "content-length:N", a blank line, the body and a NUL. Returns SG_OK,
+ * SG_ETOOBIG, SG_ENOMEM, or SG_ESTOMP for an invalid cmd or a header that
+ * cannot be written so that it decodes back (a NUL; without escaping a LF,
+ * or a ':' in a key; a value ending in CR unless 1.2 escapes it; an empty
+ * key from 1.1 on): no header injection. On error out is left as it was.
+ * A body with a NUL needs add_content_length (or a content-length header). */
 int sg_stomp_encode(struct sg_buf *out, int version, enum sg_stomp_cmd cmd,
                     const struct sg_stomp_header *headers, size_t num_headers,
                     const uint8_t *body, size_t body_len, int add_content_length);
 
 /* Appends one header line (escaped per version) to out: building block for
  * callers that assemble frames piecewise (fan-out appends per-subscriber
- * headers). */
+ * headers). Same return codes as sg_stomp_encode; nothing appended on error. */
 int sg_stomp_encode_header(struct sg_buf *out, int version, const char *key, size_t key_len,
                            const char *value, size_t value_len);
 

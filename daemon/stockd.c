@@ -1,0 +1,357 @@
+/* stockd - the quote daemon.
+ *
+ * Consumes work messages {"stocks":["AAPL","MSFT"]} from the durable queue
+ * stocks.work (manual ack, prefetch; several stockd instances compete) and
+ * publishes [{"symbol":"AAPL","price":149.34}, ...] to stocks.result, or to
+ * a fanout exchange when result_exchange is set (several bridges), always
+ * persistent and application/json. Prices come from a seeded random walk:
+ * the book's start prices for its five symbols, a plausible start price for
+ * any other valid symbol, and steps in [-1.50, +1.50].
+ *
+ * stockd is a single-threaded blocking AMQP client: it owns its process, so
+ * rabbitmq-c's blocking RPCs are fine here (unlike inside stompgate).
+ */
+#include "config.h"
+#include "log.h"
+
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct stockd_config {
+    char *broker, *broker_vhost, *broker_user, *broker_password;
+    int log_level;
+    char *work_queue, *result_queue, *result_exchange;
+    long long prefetch, seed, max_symbols, broker_timeout_ms, max_message;
+};
+
+#define O(name, type, def, min, max, help)                                                         \
+    {#name, type, def, offsetof(struct stockd_config, name), min, max, help}
+static const struct sg_opt options[] = {
+    O(broker, SG_OPT_STR, "127.0.0.1:5672", 0, 0, "RabbitMQ AMQP address host:port"),
+    O(broker_vhost, SG_OPT_STR, "/", 0, 0, "vhost"),
+    O(broker_user, SG_OPT_STR, "websockets", 0, 0, "broker user"),
+    O(broker_password, SG_OPT_STR, "rabbitmq", 0, 0, "broker password"),
+    O(broker_timeout_ms, SG_OPT_INT, "5000", 100, 600000, "connect/login timeout"),
+    O(log_level, SG_OPT_LOGLEVEL, "info", 0, 0, "debug, info, warn, error or none"),
+    O(work_queue, SG_OPT_STR, "stocks.work", 0, 0, "durable queue of work messages"),
+    O(result_queue, SG_OPT_STR, "stocks.result", 0, 0, "durable queue for results"),
+    O(result_exchange, SG_OPT_STR, "", 0, 0, "fanout exchange for results (several bridges)"),
+    O(prefetch, SG_OPT_INT, "10", 1, 65535, "unacknowledged work messages in flight"),
+    O(seed, SG_OPT_INT, "0", 0, 4294967295.0, "random walk seed; 0 = time based"),
+    O(max_symbols, SG_OPT_INT, "1000", 1, 100000, "symbols per work message"),
+    O(max_message, SG_OPT_SIZE, "1M", 64, 67108864, "largest work message accepted"),
+    {0},
+};
+
+static volatile sig_atomic_t stopping;
+static void on_signal(int sig)
+{
+    stopping = 1;
+}
+
+/* ---- the random walk */
+struct quote {
+    char sym[16];
+    double price;
+};
+static struct quote *quotes;
+static size_t nquotes, capquotes;
+static unsigned long long rng_state;
+
+static double rnd(void) /* xorshift64*, uniform in [0,1) */
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (double)((rng_state * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+static int symbol_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 12) return 0;
+    for (; *s; s++)
+        if (!isupper((unsigned char)*s) && !isdigit((unsigned char)*s) && *s != '.' && *s != '-')
+            return 0;
+    return 1;
+}
+
+static double start_price(const char *sym)
+{
+    static const struct {
+        const char *s;
+        double p;
+    } book[] = {{"AAPL", 95.00}, {"MSFT", 50.00}, {"AMZN", 300.00}, {"GOOG", 550.00},
+                {"YHOO", 35.00}};
+    for (size_t i = 0; i < sizeof book / sizeof book[0]; i++)
+        if (!strcmp(book[i].s, sym)) return book[i].p;
+    unsigned h = 2166136261u;
+    for (const char *p = sym; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+    return 10.0 + (double)(h % 49000) / 100.0; /* 10.00 .. 499.99, stable per symbol */
+}
+
+static double next_price(const char *sym)
+{
+    struct quote *q = NULL;
+    for (size_t i = 0; i < nquotes; i++)
+        if (!strcmp(quotes[i].sym, sym)) q = &quotes[i];
+    if (!q) {
+        if (nquotes == capquotes) {
+            size_t cap = capquotes ? capquotes * 2 : 64;
+            struct quote *nq = realloc(quotes, cap * sizeof *nq);
+            if (!nq) return start_price(sym);
+            quotes = nq;
+            capquotes = cap;
+        }
+        q = &quotes[nquotes++];
+        snprintf(q->sym, sizeof q->sym, "%s", sym);
+        q->price = start_price(sym);
+    }
+    q->price += rnd() * 3.0 - 1.5;
+    if (q->price < 0.01) q->price = 0.01;
+    q->price = round(q->price * 100.0) / 100.0;
+    return q->price;
+}
+
+/* ---- AMQP */
+static const char *reply_text(amqp_rpc_reply_t r, char *buf, size_t cap)
+{
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL: return "ok";
+    case AMQP_RESPONSE_NONE: return "missing reply";
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION: return amqp_error_string2(r.library_error);
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            amqp_connection_close_t *m = r.reply.decoded;
+            snprintf(buf, cap, "%.*s", (int)m->reply_text.len, (char *)m->reply_text.bytes);
+        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            amqp_channel_close_t *m = r.reply.decoded;
+            snprintf(buf, cap, "%.*s", (int)m->reply_text.len, (char *)m->reply_text.bytes);
+        } else {
+            snprintf(buf, cap, "server exception 0x%08x", r.reply.id);
+        }
+        return buf;
+    }
+    return "unknown";
+}
+
+enum { CONN_OK = 0, CONN_RETRY = 1, CONN_FATAL = 2 };
+
+/* Connects, logs in and declares. Returns CONN_OK, CONN_RETRY (broker down)
+ * or CONN_FATAL (credentials refused: retrying would not help). */
+static int connect_broker(const struct stockd_config *c, amqp_connection_state_t *out)
+{
+    char host[256], why[256];
+    int port;
+    amqp_connection_state_t conn = amqp_new_connection();
+    sg_config_split_addr(c->broker, host, sizeof host, &port);
+    amqp_socket_t *sock = amqp_tcp_socket_new(conn);
+    struct timeval tv = {c->broker_timeout_ms / 1000, (c->broker_timeout_ms % 1000) * 1000};
+    amqp_set_handshake_timeout(conn, &tv);
+    amqp_set_rpc_timeout(conn, &tv);
+    int st = amqp_socket_open_noblock(sock, host, port, &tv);
+    if (st != AMQP_STATUS_OK) {
+        sg_log(SG_LOG_WARN, "cannot connect to broker %s: %s", c->broker, amqp_error_string2(st));
+        amqp_destroy_connection(conn);
+        return CONN_RETRY;
+    }
+    amqp_rpc_reply_t r = amqp_login(conn, c->broker_vhost, 0, 131072, 30,
+                                    AMQP_SASL_METHOD_PLAIN, c->broker_user, c->broker_password);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        int refused = r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION ||
+                      (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+                       r.library_error == AMQP_STATUS_CONNECTION_CLOSED);
+        sg_log(SG_LOG_ERROR, "broker login %s for user %s on vhost %s (%s)",
+               refused ? "refused (access refused)" : "failed", c->broker_user, c->broker_vhost,
+               reply_text(r, why, sizeof why));
+        amqp_destroy_connection(conn);
+        return refused ? CONN_FATAL : CONN_RETRY;
+    }
+    amqp_channel_open(conn, 1);
+    amqp_queue_declare(conn, 1, amqp_cstring_bytes(c->work_queue), 0, 1, 0, 0, amqp_empty_table);
+    if (c->result_exchange[0])
+        amqp_exchange_declare(conn, 1, amqp_cstring_bytes(c->result_exchange),
+                              amqp_cstring_bytes("fanout"), 0, 1, 0, 0, amqp_empty_table);
+    else
+        amqp_queue_declare(conn, 1, amqp_cstring_bytes(c->result_queue), 0, 1, 0, 0,
+                           amqp_empty_table);
+    amqp_basic_qos(conn, 1, 0, (uint16_t)c->prefetch, 0);
+    amqp_basic_consume(conn, 1, amqp_cstring_bytes(c->work_queue), amqp_empty_bytes, 0, 0, 0,
+                       amqp_empty_table);
+    r = amqp_get_rpc_reply(conn);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        sg_log(SG_LOG_ERROR, "broker setup failed: %s", reply_text(r, why, sizeof why));
+        amqp_destroy_connection(conn);
+        return CONN_RETRY;
+    }
+    *out = conn;
+    return CONN_OK;
+}
+
+/* Builds the result for one work message body; NULL if it is not valid work. */
+static char *handle_work(const struct stockd_config *c, const char *body, size_t len)
+{
+    json_error_t err;
+    json_t *in = json_loadb(body, len, 0, &err);
+    json_t *stocks = in ? json_object_get(in, "stocks") : NULL;
+    if (!json_is_array(stocks)) {
+        sg_log(SG_LOG_WARN, "ignoring work message that is not {\"stocks\":[...]}");
+        json_decref(in);
+        return NULL;
+    }
+    json_t *out = json_array(), *seen = json_object();
+    size_t i, n = 0;
+    json_t *v;
+    json_array_foreach(stocks, i, v)
+    {
+        const char *sym = json_string_value(v);
+        if (!sym || !symbol_valid(sym)) {
+            sg_log(SG_LOG_DEBUG, "ignoring invalid symbol");
+            continue;
+        }
+        if (json_object_get(seen, sym)) continue; /* the book's server sends duplicates */
+        if (n++ >= (size_t)c->max_symbols) break;
+        json_object_set_new(seen, sym, json_true());
+        json_t *q = json_object();
+        json_object_set_new(q, "symbol", json_string(sym));
+        json_object_set_new(q, "price", json_real(next_price(sym)));
+        json_array_append_new(out, q);
+    }
+    char *s = json_dumps(out, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_decref(out);
+    json_decref(seen);
+    json_decref(in);
+    return s;
+}
+
+static int serve(const struct stockd_config *c, amqp_connection_state_t conn)
+{
+    amqp_basic_properties_t props;
+    memset(&props, 0, sizeof props);
+    props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+    props.content_type = amqp_cstring_bytes("application/json");
+    props.delivery_mode = 2;
+    while (!stopping) {
+        amqp_envelope_t env;
+        struct timeval tv = {1, 0};
+        amqp_maybe_release_buffers(conn);
+        amqp_rpc_reply_t r = amqp_consume_message(conn, &env, &tv, 0);
+        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+            r.library_error == AMQP_STATUS_TIMEOUT)
+            continue;
+        if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+            char why[256];
+            sg_log(SG_LOG_WARN, "broker connection lost: %s", reply_text(r, why, sizeof why));
+            return -1;
+        }
+        if (env.message.body.len > (size_t)c->max_message) {
+            sg_log(SG_LOG_WARN, "dropping oversized work message (%zu bytes)",
+                   env.message.body.len);
+            amqp_basic_reject(conn, 1, env.delivery_tag, 0);
+            amqp_destroy_envelope(&env);
+            continue;
+        }
+        char *res = handle_work(c, env.message.body.bytes, env.message.body.len);
+        if (res) {
+            const char *ex = c->result_exchange[0] ? c->result_exchange : "";
+            const char *key = c->result_exchange[0] ? "" : c->result_queue;
+            int st = amqp_basic_publish(conn, 1, amqp_cstring_bytes(ex), amqp_cstring_bytes(key),
+                                        0, 0, &props, amqp_cstring_bytes(res));
+            sg_log(SG_LOG_DEBUG, "published %s", res);
+            free(res);
+            if (st != AMQP_STATUS_OK) {
+                amqp_destroy_envelope(&env);
+                return -1; /* unacked work is redelivered to the next stockd */
+            }
+        }
+        /* ack after publishing: a crash in between redelivers the work */
+        amqp_basic_ack(conn, 1, env.delivery_tag, 0);
+        amqp_destroy_envelope(&env);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct stockd_config c;
+    struct sg_cli cli;
+    memset(&c, 0, sizeof c);
+    int errors =
+        sg_config_load(options, &c, "STOCKD_", "/etc/stompgate/stockd.conf", argc, argv, &cli,
+                       stderr);
+    if (cli.help) {
+        sg_config_usage(options, "stockd",
+                        "The quote daemon: consumes stocks.work, publishes stocks.result.",
+                        "STOCKD_", stdout);
+        return 0;
+    }
+    if (cli.version) {
+        printf("stockd %s\n", SG_VERSION);
+        return 0;
+    }
+    char host[256];
+    int port;
+    if (!errors && (sg_config_split_addr(c.broker, host, sizeof host, &port) != 0 || !port)) {
+        fprintf(stderr, "config: broker: must be host:port (got \"%s\")\n", c.broker);
+        errors++;
+    }
+    if (errors) {
+        fprintf(stderr, "stockd: %d configuration error%s\n", errors, errors == 1 ? "" : "s");
+        return 2;
+    }
+    if (cli.check_config) {
+        printf("stockd: configuration ok\n");
+        return 0;
+    }
+    sg_log_init("stockd", (enum sg_log_level)c.log_level);
+    rng_state = c.seed ? (unsigned long long)c.seed : (unsigned long long)time(NULL) ^ (unsigned long long)getpid() << 32;
+    if (!rng_state) rng_state = 88172645463325252ULL;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int backoff_ms = 200, first = 1, rc = 0;
+    while (!stopping) {
+        amqp_connection_state_t conn;
+        int st = connect_broker(&c, &conn);
+        if (st == CONN_FATAL && first) {
+            rc = 1;
+            break;
+        }
+        if (st != CONN_OK) {
+            /* jittered exponential backoff, capped at 10 s */
+            int ms = backoff_ms / 2 + (int)(rnd() * backoff_ms / 2);
+            sg_log(SG_LOG_INFO, "reconnecting in %d ms", ms);
+            for (int t = 0; t < ms && !stopping; t += 50) usleep(50000);
+            backoff_ms = backoff_ms * 2 > 10000 ? 10000 : backoff_ms * 2;
+            continue;
+        }
+        first = 0;
+        backoff_ms = 200;
+        sg_log(SG_LOG_INFO, "ready: consuming %s, publishing to %s%s", c.work_queue,
+               c.result_exchange[0] ? "exchange " : "queue ",
+               c.result_exchange[0] ? c.result_exchange : c.result_queue);
+        serve(&c, conn);
+        amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
+        amqp_destroy_connection(conn);
+    }
+    if (!rc) sg_log(SG_LOG_INFO, "stopped");
+    free(quotes);
+    sg_config_free(options, &c);
+    return rc;
+}

@@ -1,0 +1,51 @@
+/* auth.h - broker-checked STOMP credentials.
+ *
+ * A CONNECT is accepted only if RabbitMQ accepts its login/passcode for
+ * the vhost: a real AMQP connection + login (rabbitmq-c), done on a small
+ * pool of auth threads because amqp_login blocks. Results are cached for
+ * auth_cache_ms under a salted SHA-256 of (login, passcode, vhost), so a
+ * reconnect storm costs the broker one login per user; refusals are cached
+ * for a shorter time. Passwords are never logged and never stored in clear
+ * beyond the request's lifetime (wiped when the request is freed).
+ *
+ * Threading: sg_auth_submit() may be called from any worker; the result is
+ * posted back to the submitting worker (its auth_done list + auth_ev), so
+ * the completion runs on the worker that owns the connection.
+ */
+#ifndef SG_AUTH_H
+#define SG_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct sg_worker;
+struct sg_gw_config;
+
+struct sg_auth_req {
+    struct sg_worker *w; /* where the result goes */
+    void *conn;          /* owner; set to NULL by the owner if it goes away first */
+    char login[256], passcode[256], vhost[256];
+    int ok;            /* result: 1 accepted */
+    int broker_down;   /* result: the broker could not be reached */
+    char reason[160];  /* result: for the log (never contains the password) */
+    struct sg_auth_req *next;
+};
+
+struct sg_auth;
+
+/* Starts nthreads auth threads. cfg borrowed. NULL on failure. */
+struct sg_auth *sg_auth_new(const struct sg_gw_config *cfg, int nthreads);
+/* Stops the threads; pending requests are completed as refused. */
+void sg_auth_free(struct sg_auth *a);
+/* Takes ownership of r until it is posted back to r->w. */
+void sg_auth_submit(struct sg_auth *a, struct sg_auth_req *r);
+/* Worker side: called from the worker's auth_ev callback; runs done() for
+ * each completed request and frees it. */
+void sg_auth_drain(struct sg_worker *w, void (*done)(struct sg_auth_req *r));
+
+/* One blocking AMQP login attempt (also used by stockd's --check). Returns
+ * 1 accepted, 0 refused, -1 broker unreachable; reason gets a log text. */
+int sg_auth_broker_login(const char *host, int port, const char *vhost, const char *login,
+                         const char *passcode, int timeout_ms, char *reason, size_t cap);
+
+#endif

@@ -1,0 +1,41 @@
+/* gw_config.h - stompgate's configuration: the struct and its option table.
+ * Loaded once at start (and on SIGHUP, later), read-only afterwards. */
+#ifndef SG_GW_CONFIG_H
+#define SG_GW_CONFIG_H
+
+#include "config.h"
+
+struct sg_gw_config {
+    char **listen;     /* plain ws/http listeners */
+    char **tls_listen; /* wss/https listeners */
+    char *tls_cert, *tls_key, *tls_chain;
+    long long workers; /* 0 = number of cores */
+    char *client_dir;
+    char *broker; /* host:port */
+    char *broker_vhost, *broker_user, *broker_password;
+    long long broker_timeout_ms;
+    int log_level;
+    char **ws_paths;
+    char **allowed_origins;
+    int echo_endpoint;
+    long long max_message;
+    long long max_request_line, max_headers, max_header_bytes;
+    long long handshake_timeout_ms, ping_interval_ms, pong_timeout_ms, close_timeout_ms;
+    long long connect_timeout_ms;
+    long long max_connections, max_connections_per_ip;
+    long long heartbeat_send_ms, heartbeat_recv_ms, heartbeat_min_ms, heartbeat_max_ms;
+    double heartbeat_grace;
+    char *default_login, *default_passcode;
+    long long stomp_max_frame, stomp_max_headers, stomp_max_header_line, stomp_max_body;
+    long long max_subscriptions;
+    long long output_buffer_max;
+    long long auth_cache_ms;
+};
+
+extern const struct sg_opt sg_gw_options[];
+
+/* Cross-field checks after loading (e.g. tls_listen needs tls_cert and
+ * tls_key). Prints "config: KEY: reason" lines; returns the error count. */
+int sg_gw_config_check(const struct sg_gw_config *c, FILE *err);
+
+#endif

@@ -1,0 +1,751 @@
+/* conn.c - one client connection: HTTP head, static files, the WebSocket
+ * upgrade, frames, and the STOMP session on top. Thin glue: every protocol
+ * decision is made by the sans-I/O modules; this file moves bytes, arms one
+ * timer and frees the connection in exactly one place (conn_free).
+ *
+ * Re-entrancy: session callbacks may run inside our read loop, so nothing
+ * frees a connection directly; it sets c->dead and the outermost callback
+ * frees it on the way out (enter/leave).
+ */
+#include "auth.h"
+#include "error.h"
+#include "log.h"
+#include "relay.h"
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/ssl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define READ_HWM (1024 * 1024 + 65536) /* bound on unprocessed input */
+#define OUT_HWM (256 * 1024)          /* stop reading a peer we cannot write to */
+#define LINGER_MS 2000
+
+enum cstate {
+    CS_HTTP,       /* waiting for the request head */
+    CS_WS,         /* upgraded */
+    CS_WS_CLOSING, /* we sent a close frame and wait for the peer's */
+    CS_FLUSH,      /* writing the last bytes, then close */
+    CS_LINGER,     /* write side shut, discarding input until EOF */
+};
+
+struct sg_conn {
+    struct sg_worker *w;
+    struct sg_server *s;
+    struct sg_conn *prev, *next;
+    struct bufferevent *bev;
+    int fd, tls;
+    char ip[INET6_ADDRSTRLEN];
+    char id[48];
+    enum cstate state;
+    int over_cap, ip_counted, ws_counted, stomp_counted;
+    int in_cb, dead, read_paused;
+    struct event *timer;
+    uint64_t dl_hs, dl_ping, dl_pong, dl_close;
+    struct sg_ws_dec dec;
+    int echo, close_sent;
+    struct evbuffer *echo_buf;
+    int echo_op;
+    struct sg_stomp_session *sess;
+    struct sg_auth_req *auth;
+};
+
+static _Thread_local struct sg_http_request tl_req;
+
+static void conn_free(struct sg_conn *c);
+static void handle_ws(struct sg_conn *c, struct evbuffer *in);
+
+static void enter(struct sg_conn *c)
+{
+    c->in_cb++;
+}
+
+static void rearm(struct sg_conn *c)
+{
+    uint64_t dl = UINT64_MAX;
+    uint64_t cand[4] = {c->dl_hs, c->dl_ping, c->dl_pong, c->dl_close};
+    for (int i = 0; i < 4; i++)
+        if (cand[i] && cand[i] < dl) dl = cand[i];
+    if (c->sess && c->state == CS_WS) {
+        uint64_t sd = sg_stomp_session_next_deadline(c->sess);
+        if (sd < dl) dl = sd;
+    }
+    if (dl == UINT64_MAX) {
+        event_del(c->timer);
+        return;
+    }
+    uint64_t now = sg_now_ms();
+    uint64_t d = dl > now ? dl - now : 0;
+    struct timeval tv = {(time_t)(d / 1000), (suseconds_t)((d % 1000) * 1000)};
+    event_add(c->timer, &tv);
+}
+
+static void leave(struct sg_conn *c)
+{
+    if (--c->in_cb > 0) return;
+    if (c->dead) {
+        conn_free(c);
+        return;
+    }
+    rearm(c);
+}
+
+/* ---- output */
+
+static void out_bytes(struct sg_conn *c, const void *p, size_t n)
+{
+    bufferevent_write(c->bev, p, n);
+    atomic_fetch_add_explicit(&c->s->m.bytes_out, (long)n, memory_order_relaxed);
+}
+
+static void ws_send(struct sg_conn *c, int opcode, const uint8_t *p, size_t n)
+{
+    uint8_t hdr[10];
+    size_t hl = sg_ws_frame_header(hdr, opcode, 1, n);
+    /* header and payload into the output buffer: the payload is copied once */
+    out_bytes(c, hdr, hl);
+    if (n) out_bytes(c, p, n);
+    if (opcode < 8) atomic_fetch_add_explicit(&c->s->m.ws_msgs_out, 1, memory_order_relaxed);
+}
+
+static void ws_send_close(struct sg_conn *c, int code, const char *reason)
+{
+    if (c->close_sent) return;
+    uint8_t f[127];
+    size_t n = sg_ws_close_frame(f, code, reason);
+    out_bytes(c, f, n);
+    c->close_sent = 1;
+}
+
+/* The last bytes are queued: close once they are written. */
+static void conn_finish(struct sg_conn *c)
+{
+    if (c->state == CS_FLUSH || c->state == CS_LINGER) return;
+    c->state = CS_FLUSH;
+    c->dl_hs = c->dl_ping = c->dl_pong = 0;
+    c->dl_close = sg_now_ms() + (uint64_t)c->s->cfg->close_timeout_ms;
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        /* nothing pending: the write callback won't fire */
+        if (c->tls) {
+            c->dead = 1;
+        } else {
+            shutdown(c->fd, SHUT_WR);
+            c->state = CS_LINGER;
+            c->dl_close = sg_now_ms() + LINGER_MS;
+        }
+    }
+}
+
+/* Fail the WebSocket connection (RFC 6455 7.1.7): close frame, then close. */
+static void ws_fail(struct sg_conn *c, int code, const char *reason)
+{
+    sg_log_sess(SG_LOG_INFO, c->id, "closing with %d: %s", code, reason ? reason : "");
+    if (code == SG_WS_CLOSE_PROTOCOL || code == SG_WS_CLOSE_INVALID_DATA ||
+        code == SG_WS_CLOSE_TOO_BIG)
+        atomic_fetch_add_explicit(&c->s->m.ws_close_protocol, 1, memory_order_relaxed);
+    ws_send_close(c, code, reason);
+    conn_finish(c);
+}
+
+/* ---- HTTP */
+
+static void http_error(struct sg_conn *c, int status, const char *msg)
+{
+    char buf[1024];
+    size_t n = sg_http_error_response(status, msg ? msg : sg_http_reason(status), buf, sizeof buf);
+    if (n) out_bytes(c, buf, n);
+    sg_log_sess(SG_LOG_DEBUG, c->id, "HTTP %d: %s", status, msg ? msg : "");
+    conn_finish(c);
+}
+
+static void http_reply(struct sg_conn *c, int status, const char *ctype, const char *body,
+                       size_t len, int head_only)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                        "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+                        "Connection: close\r\n\r\n",
+                        status, sg_http_reason(status), ctype, len);
+    if (!head_only && len) evbuffer_add(out, body, len);
+    conn_finish(c);
+}
+
+static void serve_metrics(struct sg_conn *c, int head_only)
+{
+    struct sg_metrics *m = &c->s->m;
+    char body[4096];
+    int n = 0;
+#define METRIC(name, type, help, val)                                                              \
+    n += snprintf(body + n, sizeof body - (size_t)n,                                               \
+                  "# HELP stompgate_" name " " help "\n# TYPE stompgate_" name " " type            \
+                  "\nstompgate_" name " %ld\n",                                                     \
+                  (long)(val))
+    METRIC("connections", "gauge", "Open TCP connections.", atomic_load(&m->conns_open));
+    METRIC("connections_accepted_total", "counter", "Accepted TCP connections.",
+           atomic_load(&m->conns_accepted));
+    METRIC("websockets", "gauge", "Open WebSocket connections.", atomic_load(&m->ws_open));
+    METRIC("websocket_upgrades_total", "counter", "Accepted upgrades.",
+           atomic_load(&m->ws_upgrades));
+    METRIC("handshakes_rejected_total", "counter", "Handshakes answered with an error.",
+           atomic_load(&m->hs_rejected));
+    METRIC("http_requests_total", "counter", "Plain HTTP requests.",
+           atomic_load(&m->http_requests));
+    METRIC("stomp_sessions", "gauge", "Connected STOMP sessions.",
+           atomic_load(&m->stomp_connected));
+    METRIC("ws_messages_received_total", "counter", "WebSocket data messages received.",
+           atomic_load(&m->ws_msgs_in));
+    METRIC("ws_messages_sent_total", "counter", "WebSocket data messages sent.",
+           atomic_load(&m->ws_msgs_out));
+    METRIC("bytes_received_total", "counter", "Bytes received.", atomic_load(&m->bytes_in));
+    METRIC("bytes_sent_total", "counter", "Bytes sent.", atomic_load(&m->bytes_out));
+    METRIC("ws_protocol_errors_total", "counter", "Connections failed with 1002/1007/1009.",
+           atomic_load(&m->ws_close_protocol));
+    METRIC("slow_consumers_total", "counter", "Sessions dropped as slow consumers.",
+           atomic_load(&m->slow_consumers));
+    METRIC("auth_ok_total", "counter", "Broker-accepted logins.", atomic_load(&m->auth_ok));
+    METRIC("auth_refused_total", "counter", "Refused logins.", atomic_load(&m->auth_refused));
+#undef METRIC
+    http_reply(c, 200, "text/plain; version=0.0.4", body, (size_t)n, head_only);
+}
+
+static const char *SEC_HEADERS =
+    "X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n"
+    "Content-Security-Policy: default-src 'self'; connect-src 'self' ws: wss:; "
+    "frame-ancestors 'none'\r\nReferrer-Policy: no-referrer\r\n";
+
+static void serve_file(struct sg_conn *c, const char *path, int head_only)
+{
+    const char *root = c->s->client_root;
+    char full[8192], real[4096];
+    if (!root[0]) {
+        http_error(c, 404, "not found");
+        return;
+    }
+    size_t pl = strlen(path);
+    int fl = snprintf(full, sizeof full, "%s%s%s", root, path,
+                      (pl && path[pl - 1] == '/') ? "index.html" : "");
+    if (fl < 0 || (size_t)fl >= sizeof full) {
+        http_error(c, 404, "not found");
+        return;
+    }
+    /* realpath + prefix check: symlinks may not lead outside client_dir */
+    size_t rl = strlen(root);
+    struct stat st;
+    if (!realpath(full, real) || strncmp(real, root, rl) != 0 || real[rl] != '/' ||
+        stat(real, &st) != 0) {
+        http_error(c, 404, "not found");
+        return;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        /* a directory without trailing slash: its index.html */
+        fl = snprintf(full, sizeof full, "%s/index.html", real);
+        if (fl < 0 || (size_t)fl >= sizeof full || stat(full, &st) != 0 || !S_ISREG(st.st_mode)) {
+            http_error(c, 404, "not found");
+            return;
+        }
+        if (strlen(full) >= sizeof real) {
+            http_error(c, 404, "not found");
+            return;
+        }
+        memcpy(real, full, strlen(full) + 1);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        http_error(c, 404, "not found");
+        return;
+    }
+    int fd = open(real, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        http_error(c, 403, "forbidden");
+        return;
+    }
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %lld\r\n"
+                        "Cache-Control: no-cache\r\n%sConnection: close\r\n\r\n",
+                        sg_http_mime(real), (long long)st.st_size, SEC_HEADERS);
+    if (!head_only && st.st_size > 0) {
+        evbuffer_add_file(out, fd, 0, st.st_size); /* takes the fd */
+    } else {
+        close(fd);
+    }
+    atomic_fetch_add_explicit(&c->s->m.bytes_out, (long)st.st_size, memory_order_relaxed);
+    conn_finish(c);
+}
+
+static int is_ws_path(struct sg_server *s, const char *path)
+{
+    for (char **p = s->cfg->ws_paths; p && *p; p++)
+        if (strcmp(*p, path) == 0) return 1;
+    return 0;
+}
+
+static void serve_http(struct sg_conn *c, const struct sg_http_request *req)
+{
+    atomic_fetch_add_explicit(&c->s->m.http_requests, 1, memory_order_relaxed);
+    int head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+    int get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
+    if (!get && !head) {
+        http_error(c, 405, "method not allowed");
+        return;
+    }
+    char path[4096];
+    if (sg_http_path(req->target, req->target_len, path, sizeof path) != SG_OK) {
+        http_error(c, 400, "bad request target");
+        return;
+    }
+    if (!strcmp(path, "/healthz")) {
+        http_reply(c, 200, "text/plain", "ok\n", 3, head);
+    } else if (!strcmp(path, "/readyz")) {
+        if (sg_relay_ready(c->w->relay))
+            http_reply(c, 200, "text/plain", "ready\n", 6, head);
+        else
+            http_reply(c, 503, "text/plain", "broker unavailable\n", 19, head);
+    } else if (!strcmp(path, "/metrics")) {
+        serve_metrics(c, head);
+    } else if (strcmp(path, "/") != 0 && is_ws_path(c->s, path)) {
+        http_error(c, 426, "this is a WebSocket endpoint: send Upgrade: websocket");
+    } else {
+        serve_file(c, path, head);
+    }
+}
+
+/* ---- STOMP session ops */
+
+static void op_send(void *ctx, const uint8_t *frame, size_t len)
+{
+    struct sg_conn *c = ctx;
+    if (c->close_sent) return;
+    ws_send(c, sg_utf8_valid(frame, len) ? SG_WS_OP_TEXT : SG_WS_OP_BINARY, frame, len);
+}
+
+static void op_send_heartbeat(void *ctx)
+{
+    struct sg_conn *c = ctx;
+    if (!c->close_sent) ws_send(c, SG_WS_OP_TEXT, (const uint8_t *)"\n", 1);
+}
+
+static void op_close(void *ctx, int code, const char *reason)
+{
+    struct sg_conn *c = ctx;
+    sg_log_sess(SG_LOG_DEBUG, c->id, "session closing with %d %s", code, reason ? reason : "");
+    if (c->state != CS_WS) return;
+    ws_send_close(c, code, reason);
+    c->state = CS_WS_CLOSING;
+    c->dl_ping = c->dl_pong = 0;
+    c->dl_close = sg_now_ms() + (uint64_t)c->s->cfg->close_timeout_ms;
+}
+
+static void op_authenticate(void *ctx, const char *login, const char *passcode, const char *vhost)
+{
+    struct sg_conn *c = ctx;
+    if (!login) {
+        sg_log_sess(SG_LOG_INFO, c->id, "CONNECT without login refused (no default_login)");
+        atomic_fetch_add_explicit(&c->s->m.auth_refused, 1, memory_order_relaxed);
+        sg_stomp_session_auth_result(c->sess, 0, sg_now_ms());
+        return;
+    }
+    struct sg_auth_req *r = calloc(1, sizeof *r);
+    if (!r || strlen(login) >= sizeof r->login || strlen(passcode ? passcode : "") >= sizeof r->passcode ||
+        strlen(vhost) >= sizeof r->vhost) {
+        free(r);
+        sg_stomp_session_auth_result(c->sess, 0, sg_now_ms());
+        return;
+    }
+    r->w = c->w;
+    r->conn = c;
+    snprintf(r->login, sizeof r->login, "%s", login);
+    snprintf(r->passcode, sizeof r->passcode, "%s", passcode ? passcode : "");
+    snprintf(r->vhost, sizeof r->vhost, "%s", vhost);
+    c->auth = r;
+    sg_auth_submit(c->s->auth, r);
+}
+
+static int op_relay(void *ctx, const struct sg_action *act, const char **errmsg)
+{
+    struct sg_conn *c = ctx;
+    return sg_relay_action(c->w->relay, c, act, errmsg);
+}
+
+static const struct sg_stomp_session_ops session_ops = {
+    .send = op_send,
+    .send_heartbeat = op_send_heartbeat,
+    .close = op_close,
+    .authenticate = op_authenticate,
+    .relay = op_relay,
+};
+
+void sg_conn_auth_done(struct sg_auth_req *r)
+{
+    struct sg_conn *c = r->conn;
+    if (!c) return; /* the connection went away meanwhile */
+    c->auth = NULL;
+    enter(c);
+    if (r->ok) {
+        atomic_fetch_add_explicit(&c->s->m.auth_ok, 1, memory_order_relaxed);
+    } else {
+        atomic_fetch_add_explicit(&c->s->m.auth_refused, 1, memory_order_relaxed);
+    }
+    sg_log_sess(r->ok ? SG_LOG_DEBUG : SG_LOG_INFO, c->id, "login %s vhost %s: %s", r->login,
+                r->vhost, r->reason);
+    if (c->sess && c->state == CS_WS) {
+        sg_stomp_session_auth_result(c->sess, r->ok, sg_now_ms());
+        if (sg_stomp_session_state(c->sess) == SG_SESS_CONNECTED && !c->stomp_counted) {
+            c->stomp_counted = 1;
+            atomic_fetch_add_explicit(&c->s->m.stomp_connected, 1, memory_order_relaxed);
+            sg_log_sess(SG_LOG_INFO, c->id, "STOMP %d.%d session %s for %s",
+                        sg_stomp_session_version(c->sess) / 10,
+                        sg_stomp_session_version(c->sess) % 10, sg_stomp_session_id(c->sess),
+                        r->login);
+            snprintf(c->id, sizeof c->id, "%s", sg_stomp_session_id(c->sess));
+        }
+    }
+    leave(c);
+}
+
+/* ---- upgrade */
+
+static void do_upgrade(struct sg_conn *c, const struct sg_ws_hs_result *res, size_t head_len)
+{
+    char buf[512];
+    size_t n = sg_ws_hs_response_101(res, buf, sizeof buf);
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evbuffer_drain(in, head_len);
+    out_bytes(c, buf, n);
+    c->state = CS_WS;
+    c->dl_hs = 0;
+    uint64_t now = sg_now_ms();
+    if (c->s->cfg->ping_interval_ms > 0) c->dl_ping = now + (uint64_t)c->s->cfg->ping_interval_ms;
+    c->ws_counted = 1;
+    atomic_fetch_add_explicit(&c->s->m.ws_open, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->s->m.ws_upgrades, 1, memory_order_relaxed);
+    sg_ws_dec_init(&c->dec, &c->s->ws_lim);
+    c->echo = res->echo;
+    if (c->echo) {
+        c->echo_buf = evbuffer_new();
+    } else {
+        c->sess = sg_stomp_session_new(&c->s->sess_cfg, &session_ops, c, (int)res->subproto, now);
+        if (!c->sess) {
+            ws_fail(c, SG_WS_CLOSE_TRY_AGAIN, "out of memory");
+            return;
+        }
+    }
+    sg_log_sess(SG_LOG_DEBUG, c->id, "upgraded (%s)",
+                c->echo ? "echo" : (sg_ws_subproto_name(res->subproto) ?: "no subprotocol"));
+    if (evbuffer_get_length(in)) handle_ws(c, in);
+}
+
+static void handle_http(struct sg_conn *c, struct evbuffer *in)
+{
+    size_t len = evbuffer_get_length(in);
+    size_t cap = c->s->http_lim.max_header_bytes;
+    size_t n = len < cap ? len : cap;
+    const char *p = (const char *)evbuffer_pullup(in, (ssize_t)n);
+    struct sg_http_request *req = &tl_req;
+    ssize_t r = sg_http_parse_request(p, n, req, &c->s->http_lim);
+    if (r == SG_AGAIN) {
+        if (len >= cap) http_error(c, 431, "request header fields too large");
+        return;
+    }
+    if (r < 0) {
+        atomic_fetch_add_explicit(&c->s->m.hs_rejected, 1, memory_order_relaxed);
+        http_error(c, req->error_status ? req->error_status : 400, req->error);
+        return;
+    }
+    if (c->over_cap) {
+        atomic_fetch_add_explicit(&c->s->m.hs_rejected, 1, memory_order_relaxed);
+        http_error(c, 503, "too many connections, try again later");
+        return;
+    }
+    struct sg_ws_hs_result res;
+    sg_ws_handshake(req, &c->s->policy, &res);
+    switch (res.kind) {
+    case SG_HS_NOT_UPGRADE:
+        serve_http(c, req);
+        break;
+    case SG_HS_REJECT:
+        atomic_fetch_add_explicit(&c->s->m.hs_rejected, 1, memory_order_relaxed);
+        sg_log_sess(SG_LOG_INFO, c->id, "handshake from %s rejected: %d %s", c->ip, res.status,
+                    res.error);
+        http_error(c, res.status, res.error);
+        break;
+    case SG_HS_ACCEPT:
+        if (atomic_load(&c->s->draining)) {
+            http_error(c, 503, "shutting down");
+            break;
+        }
+        do_upgrade(c, &res, (size_t)r);
+        break;
+    }
+}
+
+/* ---- WebSocket frames */
+
+static void on_ws_event(struct sg_conn *c, const struct sg_ws_event *ev)
+{
+    switch (ev->type) {
+    case SG_WS_EV_DATA:
+        if (ev->fin) atomic_fetch_add_explicit(&c->s->m.ws_msgs_in, 1, memory_order_relaxed);
+        c->dl_pong = 0; /* the peer is alive */
+        if (c->state != CS_WS) return; /* after our close: data is ignored (RFC 6455 5.5.1) */
+        if (c->echo) {
+            if (ev->len) evbuffer_add(c->echo_buf, ev->data, ev->len);
+            c->echo_op = ev->opcode;
+            if (ev->fin) {
+                size_t n = evbuffer_get_length(c->echo_buf);
+                ws_send(c, c->echo_op, evbuffer_pullup(c->echo_buf, -1), n);
+                evbuffer_drain(c->echo_buf, n);
+            }
+        } else if (ev->len) {
+            sg_stomp_session_on_data(c->sess, ev->data, ev->len, sg_now_ms());
+        }
+        break;
+    case SG_WS_EV_PING:
+        if (!c->close_sent) ws_send(c, SG_WS_OP_PONG, ev->data, ev->len);
+        break;
+    case SG_WS_EV_PONG:
+        c->dl_pong = 0;
+        break;
+    case SG_WS_EV_CLOSE:
+        if (!c->close_sent) {
+            /* echo the peer's code (RFC 6455 5.5.1); none -> empty close */
+            ws_send_close(c, ev->close_code == SG_WS_CLOSE_NO_STATUS ? 0 : ev->close_code, NULL);
+        }
+        conn_finish(c);
+        break;
+    case SG_WS_EV_NONE:
+        break;
+    }
+}
+
+static void handle_ws(struct sg_conn *c, struct evbuffer *in)
+{
+    size_t len = evbuffer_get_length(in);
+    if (!len) return;
+    uint8_t *p = evbuffer_pullup(in, (ssize_t)len);
+    size_t off = 0;
+    while (!c->dead && (c->state == CS_WS || c->state == CS_WS_CLOSING)) {
+        struct sg_ws_event ev;
+        ssize_t n = sg_ws_decode(&c->dec, p + off, len - off, &ev);
+        if (n < 0) {
+            ws_fail(c, c->dec.close_code, c->dec.error);
+            break;
+        }
+        off += (size_t)n;
+        if (ev.type == SG_WS_EV_NONE) break;
+        on_ws_event(c, &ev);
+    }
+    evbuffer_drain(in, len);
+    /* backpressure (libevent's le-proxy): stop reading a peer whose output is
+     * piling up until it drains */
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUT_HWM && !c->read_paused &&
+        (c->state == CS_WS || c->state == CS_WS_CLOSING)) {
+        c->read_paused = 1;
+        bufferevent_disable(c->bev, EV_READ);
+    }
+}
+
+/* ---- libevent callbacks */
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct sg_conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    enter(c);
+    atomic_fetch_add_explicit(&c->s->m.bytes_in, (long)evbuffer_get_length(in),
+                              memory_order_relaxed);
+    switch (c->state) {
+    case CS_HTTP:
+        handle_http(c, in);
+        break;
+    case CS_WS:
+    case CS_WS_CLOSING:
+        handle_ws(c, in);
+        break;
+    case CS_FLUSH:
+    case CS_LINGER:
+        evbuffer_drain(in, evbuffer_get_length(in));
+        break;
+    }
+    leave(c);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct sg_conn *c = arg;
+    enter(c);
+    if (c->read_paused && c->state != CS_FLUSH && c->state != CS_LINGER) {
+        c->read_paused = 0;
+        bufferevent_enable(bev, EV_READ);
+    }
+    if (c->state == CS_FLUSH && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        if (c->tls) {
+            c->dead = 1;
+        } else {
+            /* half-close and read until EOF so the peer gets our last bytes
+             * instead of an RST for data it sent meanwhile */
+            shutdown(c->fd, SHUT_WR);
+            c->state = CS_LINGER;
+            c->dl_close = sg_now_ms() + LINGER_MS;
+        }
+    }
+    leave(c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct sg_conn *c = arg;
+    enter(c);
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        if (what & BEV_EVENT_ERROR && c->state != CS_LINGER) {
+            unsigned long e = c->tls ? bufferevent_get_openssl_error(bev) : 0;
+            sg_log_sess(SG_LOG_DEBUG, c->id, "connection error: %s",
+                        e ? "TLS error" : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        }
+        c->dead = 1;
+    }
+    leave(c);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sg_conn *c = arg;
+    uint64_t now = sg_now_ms();
+    enter(c);
+    if (c->dl_close && now >= c->dl_close) {
+        /* the peer never answered our close, or never finished: drop it */
+        c->dead = 1;
+    } else if (c->dl_hs && now >= c->dl_hs) {
+        http_error(c, 408, "request timeout");
+    } else if (c->state == CS_WS) {
+        if (c->dl_pong && now >= c->dl_pong) {
+            ws_fail(c, SG_WS_CLOSE_GOING_AWAY, "ping timeout");
+        } else {
+            if (c->dl_ping && now >= c->dl_ping) {
+                uint8_t payload[8];
+                for (int i = 0; i < 8; i++) payload[i] = (uint8_t)(now >> (56 - 8 * i));
+                ws_send(c, SG_WS_OP_PING, payload, sizeof payload);
+                if (!c->dl_pong) c->dl_pong = now + (uint64_t)c->s->cfg->pong_timeout_ms;
+                c->dl_ping = now + (uint64_t)c->s->cfg->ping_interval_ms;
+            }
+            if (c->sess && now >= sg_stomp_session_next_deadline(c->sess))
+                sg_stomp_session_on_tick(c->sess, now);
+        }
+    }
+    leave(c);
+}
+
+/* ---- lifecycle */
+
+void sg_conn_accept(struct sg_worker *w, int fd, const struct sockaddr *sa, int socklen, int tls)
+{
+    struct sg_server *s = w->srv;
+    struct sg_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->w = w;
+    c->s = s;
+    c->fd = fd;
+    c->tls = tls;
+    c->state = CS_HTTP;
+    snprintf(c->id, sizeof c->id, "w%d-c%llu", w->id, (unsigned long long)++w->next_conn_id);
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->ip, sizeof c->ip);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->ip, sizeof c->ip);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+
+    if (tls) {
+        SSL *ssl = SSL_new(s->ssl_ctx);
+        if (ssl)
+            c->bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                    BEV_OPT_CLOSE_ON_FREE);
+        if (c->bev) bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+        else if (ssl) SSL_free(ssl);
+    } else {
+        c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
+    c->timer = evtimer_new(w->base, timer_cb, c);
+    if (!c->bev || !c->timer) {
+        if (c->bev) bufferevent_free(c->bev);
+        else close(fd);
+        if (c->timer) event_free(c->timer);
+        free(c);
+        return;
+    }
+    long open_now = atomic_fetch_add(&s->m.conns_open, 1) + 1;
+    atomic_fetch_add_explicit(&s->m.conns_accepted, 1, memory_order_relaxed);
+    if (open_now > s->cfg->max_connections) c->over_cap = 1;
+    if (sg_ip_acquire(s, c->ip))
+        c->ip_counted = 1;
+    else
+        c->over_cap = 1;
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, READ_HWM);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->dl_hs = sg_now_ms() + (uint64_t)s->cfg->handshake_timeout_ms;
+    sg_log_sess(SG_LOG_DEBUG, c->id, "accepted %s%s from %s", tls ? "TLS " : "",
+                c->over_cap ? "(over cap)" : "", c->ip);
+    rearm(c);
+}
+
+static void conn_free(struct sg_conn *c)
+{
+    struct sg_worker *w = c->w;
+    struct sg_server *s = c->s;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    if (c->auth) c->auth->conn = NULL; /* the auth thread's answer finds nobody */
+    sg_relay_conn_gone(w->relay, c);
+    if (c->sess) sg_stomp_session_free(c->sess);
+    if (c->echo_buf) evbuffer_free(c->echo_buf);
+    if (c->stomp_counted) atomic_fetch_sub(&s->m.stomp_connected, 1);
+    if (c->ws_counted) atomic_fetch_sub(&s->m.ws_open, 1);
+    if (c->ip_counted) sg_ip_release(s, c->ip);
+    atomic_fetch_sub(&s->m.conns_open, 1);
+    event_free(c->timer);
+    bufferevent_free(c->bev);
+    sg_log_sess(SG_LOG_DEBUG, c->id, "closed");
+    free(c);
+}
+
+void sg_conn_close_all(struct sg_worker *w)
+{
+    struct sg_conn *c = w->conns, *next;
+    for (; c; c = next) {
+        next = c->next;
+        enter(c);
+        if (c->state == CS_WS || c->state == CS_WS_CLOSING)
+            ws_fail(c, SG_WS_CLOSE_GOING_AWAY, "server shutting down");
+        else if (c->state == CS_HTTP)
+            c->dead = 1;
+        leave(c);
+    }
+}
+
+void sg_conn_free_all(struct sg_worker *w)
+{
+    while (w->conns) conn_free(w->conns);
+}

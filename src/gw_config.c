@@ -1,0 +1,101 @@
+/* gw_config.c - stompgate's option table (one table: file, env, flags). */
+#include "gw_config.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#define O(name, type, def, min, max, help)                                                         \
+    {#name, type, def, offsetof(struct sg_gw_config, name), min, max, help}
+#define MS 86400000.0 /* a day, the upper bound for every duration */
+
+const struct sg_opt sg_gw_options[] = {
+    O(listen, SG_OPT_ADDRS, "127.0.0.1:8181", 0, 0, "ws:// and http:// listeners (host:port list)"),
+    O(tls_listen, SG_OPT_ADDRS, "", 0, 0, "wss:// and https:// listeners (host:port list)"),
+    O(tls_cert, SG_OPT_STR, "", 0, 0, "PEM certificate (RSA or ECDSA) for tls_listen"),
+    O(tls_key, SG_OPT_STR, "", 0, 0, "PEM private key for tls_cert"),
+    O(tls_chain, SG_OPT_STR, "", 0, 0, "optional PEM intermediate chain"),
+    O(workers, SG_OPT_INT, "0", 0, 256, "event-loop threads; 0 = number of cores"),
+    O(client_dir, SG_OPT_STR, "client", 0, 0, "directory of static files (the ticker page)"),
+    O(broker, SG_OPT_STR, "127.0.0.1:5672", 0, 0, "RabbitMQ AMQP address host:port"),
+    O(broker_vhost, SG_OPT_STR, "/", 0, 0, "vhost for the bridge's own connection"),
+    O(broker_user, SG_OPT_STR, "websockets", 0, 0, "user for the bridge's own connection"),
+    O(broker_password, SG_OPT_STR, "rabbitmq", 0, 0, "password for broker_user"),
+    O(broker_timeout_ms, SG_OPT_INT, "5000", 100, MS, "broker connect/login timeout"),
+    O(log_level, SG_OPT_LOGLEVEL, "info", 0, 0, "debug, info, warn, error or none"),
+    O(ws_paths, SG_OPT_LIST, "/,/ws,/stomp", 0, 0, "paths that accept WebSocket upgrades"),
+    O(allowed_origins, SG_OPT_LIST, "", 0, 0, "Origin allow-list; empty = any (logged)"),
+    O(echo_endpoint, SG_OPT_BOOL, "false", 0, 0, "test-only /echo WebSocket endpoint"),
+    O(max_message, SG_OPT_SIZE, "1M", 126, 1073741824.0, "max WebSocket message size (1009)"),
+    O(max_request_line, SG_OPT_SIZE, "8K", 64, 1048576, "max HTTP request line"),
+    O(max_headers, SG_OPT_INT, "100", 1, 256, "max HTTP header count"),
+    O(max_header_bytes, SG_OPT_SIZE, "16K", 256, 1048576, "max HTTP head size"),
+    O(handshake_timeout_ms, SG_OPT_INT, "10000", 10, MS, "deadline for the HTTP request head"),
+    O(ping_interval_ms, SG_OPT_INT, "25000", 0, MS, "server ping interval; 0 = off"),
+    O(pong_timeout_ms, SG_OPT_INT, "20000", 10, MS, "close a peer that does not pong in time"),
+    O(close_timeout_ms, SG_OPT_INT, "5000", 10, MS, "wait for the peer's close frame"),
+    O(connect_timeout_ms, SG_OPT_INT, "10000", 10, MS, "deadline for STOMP CONNECT"),
+    O(max_connections, SG_OPT_INT, "19000", 1, 10000000, "total connections (503 / 1013)"),
+    O(max_connections_per_ip, SG_OPT_INT, "0", 0, 10000000, "per client IP; 0 = off"),
+    O(heartbeat_send_ms, SG_OPT_INT, "10000", 0, MS, "heart-beat we offer to send; 0 = off"),
+    O(heartbeat_recv_ms, SG_OPT_INT, "10000", 0, MS, "heart-beat we ask to receive; 0 = off"),
+    O(heartbeat_min_ms, SG_OPT_INT, "1000", 1, MS, "clamp client heart-beats from below"),
+    O(heartbeat_max_ms, SG_OPT_INT, "120000", 1, MS, "clamp client heart-beats from above"),
+    O(heartbeat_grace, SG_OPT_DOUBLE, "2.0", 1.0, 100.0, "silent-client factor"),
+    O(default_login, SG_OPT_STR, "", 0, 0, "broker user for clients without login; empty = off"),
+    O(default_passcode, SG_OPT_STR, "", 0, 0, "password for default_login"),
+    O(stomp_max_frame, SG_OPT_SIZE, "1088K", 256, 1073741824.0, "max STOMP frame"),
+    O(stomp_max_headers, SG_OPT_INT, "64", 1, 256, "max STOMP headers per frame"),
+    O(stomp_max_header_line, SG_OPT_SIZE, "8K", 64, 1048576, "max STOMP header line"),
+    O(stomp_max_body, SG_OPT_SIZE, "1M", 0, 1073741824.0, "max STOMP body"),
+    O(max_subscriptions, SG_OPT_INT, "256", 1, 1000000, "subscriptions per session"),
+    O(output_buffer_max, SG_OPT_SIZE, "4M", 65536, 1073741824.0, "per-session output bound"),
+    O(auth_cache_ms, SG_OPT_INT, "30000", 0, MS, "cache broker login results; 0 = off"),
+    {0},
+};
+
+int sg_gw_config_check(const struct sg_gw_config *c, FILE *err)
+{
+    int errors = 0;
+    if (c->tls_listen && c->tls_listen[0]) {
+        if (!c->tls_cert[0]) {
+            fprintf(err, "config: tls_cert: required with tls_listen\n");
+            errors++;
+        } else if (access(c->tls_cert, R_OK) != 0) {
+            fprintf(err, "config: tls_cert: cannot read \"%s\"\n", c->tls_cert);
+            errors++;
+        }
+        if (!c->tls_key[0]) {
+            fprintf(err, "config: tls_key: required with tls_listen\n");
+            errors++;
+        } else if (access(c->tls_key, R_OK) != 0) {
+            fprintf(err, "config: tls_key: cannot read \"%s\"\n", c->tls_key);
+            errors++;
+        }
+    }
+    if ((!c->listen || !c->listen[0]) && (!c->tls_listen || !c->tls_listen[0])) {
+        fprintf(err, "config: listen: no listener configured (listen and tls_listen both empty)\n");
+        errors++;
+    }
+    char host[256];
+    int port;
+    if (sg_config_split_addr(c->broker, host, sizeof host, &port) != 0 || port == 0) {
+        fprintf(err, "config: broker: must be host:port (got \"%s\")\n", c->broker);
+        errors++;
+    }
+    if (c->heartbeat_min_ms > c->heartbeat_max_ms) {
+        fprintf(err, "config: heartbeat_min_ms: greater than heartbeat_max_ms\n");
+        errors++;
+    }
+    if (!c->ws_paths || !c->ws_paths[0]) {
+        fprintf(err, "config: ws_paths: at least one path needed\n");
+        errors++;
+    } else {
+        for (char **p = c->ws_paths; *p; p++)
+            if ((*p)[0] != '/') {
+                fprintf(err, "config: ws_paths: \"%s\" must start with /\n", *p);
+                errors++;
+            }
+    }
+    return errors;
+}
