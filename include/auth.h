@@ -24,6 +24,12 @@ struct sg_gw_config;
 struct sg_auth_req {
     struct sg_worker *w; /* where the result goes */
     void *conn;          /* owner; set to NULL by the owner if it goes away first */
+    /* runs on the worker with the result; the request is freed after it */
+    void (*done)(struct sg_auth_req *r);
+    /* keep_conn: on success hand the logged-in connection over in amqp_conn
+     * (an amqp_connection_state_t) instead of closing it; done() owns it */
+    int keep_conn;
+    void *amqp_conn;
     char login[256], passcode[256], vhost[256];
     int ok;            /* result: 1 accepted */
     int broker_down;   /* result: the broker could not be reached */
@@ -39,13 +45,19 @@ struct sg_auth *sg_auth_new(const struct sg_gw_config *cfg, int nthreads);
 void sg_auth_free(struct sg_auth *a);
 /* Takes ownership of r until it is posted back to r->w. */
 void sg_auth_submit(struct sg_auth *a, struct sg_auth_req *r);
-/* Worker side: called from the worker's auth_ev callback; runs done() for
- * each completed request and frees it. */
-void sg_auth_drain(struct sg_worker *w, void (*done)(struct sg_auth_req *r));
+/* Worker side: called from the worker's auth_ev callback; runs r->done()
+ * for each completed request and frees it. */
+void sg_auth_drain(struct sg_worker *w);
 
 /* One blocking AMQP login attempt (also used by stockd's --check). Returns
  * 1 accepted, 0 refused, -1 broker unreachable; reason gets a log text. */
 int sg_auth_broker_login(const char *host, int port, const char *vhost, const char *login,
                          const char *passcode, int timeout_ms, char *reason, size_t cap);
+/* The same, keeping the connection: on 1, *out is a logged-in connection
+ * (heartbeat_s negotiated, client capabilities connection.blocked and
+ * publisher_confirms announced) that the caller owns. */
+int sg_auth_broker_connect(const char *host, int port, const char *vhost, const char *login,
+                           const char *passcode, int timeout_ms, int heartbeat_s, void **out,
+                           char *reason, size_t cap);
 
 #endif

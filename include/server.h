@@ -94,6 +94,28 @@ void sg_conn_close_all(struct sg_worker *w);
 /* Frees every connection immediately (after the loop ended). */
 void sg_conn_free_all(struct sg_worker *w);
 
+/* conn.c, for the relay. A relay callback that may end a session brackets
+ * its work with sg_conn_hold/sg_conn_release: the connection is freed on
+ * the last release if it died meanwhile. */
+struct evbuffer;
+struct sg_stomp_session *sg_conn_session(struct sg_conn *c);
+const char *sg_conn_id(const struct sg_conn *c);
+void sg_conn_hold(struct sg_conn *c);
+void sg_conn_release(struct sg_conn *c);
+void *sg_conn_relay_data(const struct sg_conn *c);
+void sg_conn_set_relay_data(struct sg_conn *c, void *p);
+/* Bytes queued for the peer and not yet written. */
+size_t sg_conn_outlen(const struct sg_conn *c);
+/* 1 while the connection can take MESSAGE frames (upgraded, not closing). */
+int sg_conn_open(const struct sg_conn *c);
+/* Writes one WebSocket message: head (copied) followed by the whole of
+ * shared (added by reference, not copied; may be NULL). text selects the
+ * opcode. Updates the session's outgoing heart-beat clock. */
+void sg_conn_write_msg(struct sg_conn *c, const void *head, size_t head_len,
+                       struct evbuffer *shared, int text);
+/* Stop (1) or resume (0) reading from the client (broker backpressure). */
+void sg_conn_pause_read(struct sg_conn *c, int pause);
+
 /* conn.c: completion of a broker login check (runs on the owning worker). */
 struct sg_auth_req;
 void sg_conn_auth_done(struct sg_auth_req *r);

@@ -7,6 +7,7 @@
 #   broker.sh status DIR               exit 0 if the node is running
 #   broker.sh env    DIR               print DIR/broker.env (shell-sourceable)
 #   broker.sh kill9  DIR               kill -9 the node (failover tests); its epmd stays up
+#   broker.sh ctl    DIR ARGS...       rabbitmqctl for this node (list_queues, close_all_connections...)
 #   broker.sh freebase                 print a PORT_BASE whose B..B+5 are free on 127.0.0.1
 #
 # Ports from base B: AMQP=B, dist=B+1, stomp=B+2, web_stomp=B+3 (ws://127.0.0.1:B+3/ws),
@@ -399,6 +400,15 @@ cmd_env() {
     cat "$1/broker.env"
 }
 
+cmd_ctl() { # rabbitmqctl against this node, e.g. ctl DIR list_queues name messages
+    local dir
+    [ -d "$1" ] || die "no such directory $1"
+    dir=$(cd "$1" && pwd -P)
+    shift
+    setup "$dir" "$(stored_base "$dir")"
+    rctl "$@"
+}
+
 cmd_kill9() {
     local dir pid
     [ -d "$1" ] || die "no such directory $1"
@@ -420,6 +430,7 @@ stop) [ $# -eq 1 ] || usage; cmd_stop "$1" ;;
 status) [ $# -eq 1 ] || usage; cmd_status "$1" ;;
 env) [ $# -eq 1 ] || usage; cmd_env "$1" ;;
 kill9) [ $# -eq 1 ] || usage; cmd_kill9 "$1" ;;
+ctl) [ $# -ge 2 ] || usage; cmd_ctl "$@" ;;
 freebase) [ $# -eq 0 ] || usage; freebase ;;
 -h | --help | help) usage ;;
 *) usage ;;

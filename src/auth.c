@@ -42,6 +42,14 @@ struct sg_auth {
 int sg_auth_broker_login(const char *host, int port, const char *vhost, const char *login,
                          const char *passcode, int timeout_ms, char *reason, size_t cap)
 {
+    return sg_auth_broker_connect(host, port, vhost, login, passcode, timeout_ms, 0, NULL,
+                                  reason, cap);
+}
+
+int sg_auth_broker_connect(const char *host, int port, const char *vhost, const char *login,
+                           const char *passcode, int timeout_ms, int heartbeat_s, void **out,
+                           char *reason, size_t cap)
+{
     int rc = -1;
     amqp_connection_state_t conn = amqp_new_connection();
     if (!conn) {
@@ -62,11 +70,33 @@ int sg_auth_broker_login(const char *host, int port, const char *vhost, const ch
                  amqp_error_string2(st));
         goto out;
     }
-    amqp_rpc_reply_t r = amqp_login(conn, vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, login,
-                                    passcode);
+    /* announce the capabilities we handle: connection.blocked notifications
+     * (backpressure) and publisher confirms (receipts) */
+    amqp_table_entry_t caps[2], props[2];
+    caps[0].key = amqp_cstring_bytes("connection.blocked");
+    caps[0].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    caps[0].value.value.boolean = 1;
+    caps[1].key = amqp_cstring_bytes("publisher_confirms");
+    caps[1].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    caps[1].value.value.boolean = 1;
+    props[0].key = amqp_cstring_bytes("capabilities");
+    props[0].value.kind = AMQP_FIELD_KIND_TABLE;
+    props[0].value.value.table.num_entries = 2;
+    props[0].value.value.table.entries = caps;
+    props[1].key = amqp_cstring_bytes("product");
+    props[1].value.kind = AMQP_FIELD_KIND_UTF8;
+    props[1].value.value.bytes = amqp_cstring_bytes("stompgate");
+    amqp_table_t client_props = {2, props};
+    amqp_rpc_reply_t r =
+        amqp_login_with_properties(conn, vhost, 0, 131072, heartbeat_s, &client_props,
+                                   AMQP_SASL_METHOD_PLAIN, login, passcode);
     if (r.reply_type == AMQP_RESPONSE_NORMAL) {
         rc = 1;
         snprintf(reason, cap, "ok");
+        if (out) {
+            *out = conn;
+            return rc;
+        }
         amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
     } else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
                r.library_error == AMQP_STATUS_CONNECTION_CLOSED) {
@@ -126,7 +156,7 @@ static void check(struct sg_auth *a, struct sg_auth_req *r)
     struct cache_ent *e = &a->cache[((unsigned)key[0] << 8 | key[1]) % CACHE_SLOTS];
     uint64_t now = now_ms();
     pthread_mutex_lock(&a->lock);
-    int hit = e->expires > now && memcmp(e->key, key, 32) == 0;
+    int hit = !r->keep_conn && e->expires > now && memcmp(e->key, key, 32) == 0;
     int ok = e->ok;
     pthread_mutex_unlock(&a->lock);
     if (hit) {
@@ -134,8 +164,10 @@ static void check(struct sg_auth *a, struct sg_auth_req *r)
         snprintf(r->reason, sizeof r->reason, "%s (cached)", ok ? "ok" : "access refused");
         return;
     }
-    int rc = sg_auth_broker_login(a->host, a->port, r->vhost, r->login, r->passcode,
-                                  (int)a->cfg->broker_timeout_ms, r->reason, sizeof r->reason);
+    int rc = sg_auth_broker_connect(a->host, a->port, r->vhost, r->login, r->passcode,
+                                    (int)a->cfg->broker_timeout_ms, r->keep_conn ? 30 : 0,
+                                    r->keep_conn ? &r->amqp_conn : NULL, r->reason,
+                                    sizeof r->reason);
     r->ok = rc == 1;
     r->broker_down = rc < 0;
     if (rc >= 0 && a->cfg->auth_cache_ms > 0) {
@@ -221,7 +253,7 @@ void sg_auth_submit(struct sg_auth *a, struct sg_auth_req *r)
     pthread_mutex_unlock(&a->lock);
 }
 
-void sg_auth_drain(struct sg_worker *w, void (*done)(struct sg_auth_req *r))
+void sg_auth_drain(struct sg_worker *w)
 {
     pthread_mutex_lock(&w->auth_lock);
     struct sg_auth_req *r = w->auth_done;
@@ -229,7 +261,7 @@ void sg_auth_drain(struct sg_worker *w, void (*done)(struct sg_auth_req *r))
     pthread_mutex_unlock(&w->auth_lock);
     while (r) {
         struct sg_auth_req *next = r->next;
-        done(r);
+        r->done(r);
         OPENSSL_cleanse(r->passcode, sizeof r->passcode);
         free(r);
         r = next;

@@ -51,7 +51,8 @@ struct sg_conn {
     char id[48];
     enum cstate state;
     int over_cap, ip_counted, ws_counted, stomp_counted;
-    int in_cb, dead, read_paused;
+    int in_cb, dead, read_paused, broker_paused;
+    void *relay_data;
     struct event *timer;
     uint64_t dl_hs, dl_ping, dl_pong, dl_close;
     struct sg_ws_dec dec;
@@ -367,6 +368,7 @@ static void op_authenticate(void *ctx, const char *login, const char *passcode, 
     }
     r->w = c->w;
     r->conn = c;
+    r->done = sg_conn_auth_done;
     snprintf(r->login, sizeof r->login, "%s", login);
     snprintf(r->passcode, sizeof r->passcode, "%s", passcode ? passcode : "");
     snprintf(r->vhost, sizeof r->vhost, "%s", vhost);
@@ -402,7 +404,10 @@ void sg_conn_auth_done(struct sg_auth_req *r)
     sg_log_sess(r->ok ? SG_LOG_DEBUG : SG_LOG_INFO, c->id, "login %s vhost %s: %s", r->login,
                 r->vhost, r->reason);
     if (c->sess && c->state == CS_WS) {
-        sg_stomp_session_auth_result(c->sess, r->ok, sg_now_ms());
+        int ok = r->ok;
+        if (ok && sg_relay_attach(c->w->relay, c, r->login, r->passcode, r->vhost) != SG_OK)
+            ok = 0;
+        sg_stomp_session_auth_result(c->sess, ok, sg_now_ms());
         if (sg_stomp_session_state(c->sess) == SG_SESS_CONNECTED && !c->stomp_counted) {
             c->stomp_counted = 1;
             atomic_fetch_add_explicit(&c->s->m.stomp_connected, 1, memory_order_relaxed);
@@ -589,8 +594,9 @@ static void write_cb(struct bufferevent *bev, void *arg)
     enter(c);
     if (c->read_paused && c->state != CS_FLUSH && c->state != CS_LINGER) {
         c->read_paused = 0;
-        bufferevent_enable(bev, EV_READ);
+        if (!c->broker_paused) bufferevent_enable(bev, EV_READ);
     }
+    if (c->relay_data && c->state == CS_WS) sg_relay_conn_drained(c->w->relay, c);
     if (c->state == CS_FLUSH && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
         if (c->tls) {
             c->dead = 1;
@@ -675,7 +681,8 @@ void sg_conn_accept(struct sg_worker *w, int fd, const struct sockaddr *sa, int 
         SSL *ssl = SSL_new(s->ssl_ctx);
         if (ssl)
             c->bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                    BEV_OPT_CLOSE_ON_FREE);
+                                                    BEV_OPT_CLOSE_ON_FREE |
+                                                        BEV_OPT_DEFER_CALLBACKS);
         if (c->bev) bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
         else if (ssl) SSL_free(ssl);
     } else {
@@ -729,6 +736,74 @@ static void conn_free(struct sg_conn *c)
     bufferevent_free(c->bev);
     sg_log_sess(SG_LOG_DEBUG, c->id, "closed");
     free(c);
+}
+
+/* ---- relay-facing accessors (server.h) */
+
+struct sg_stomp_session *sg_conn_session(struct sg_conn *c)
+{
+    return c->sess;
+}
+
+const char *sg_conn_id(const struct sg_conn *c)
+{
+    return c->id;
+}
+
+void sg_conn_hold(struct sg_conn *c)
+{
+    enter(c);
+}
+
+void sg_conn_release(struct sg_conn *c)
+{
+    leave(c);
+}
+
+void *sg_conn_relay_data(const struct sg_conn *c)
+{
+    return c->relay_data;
+}
+
+void sg_conn_set_relay_data(struct sg_conn *c, void *p)
+{
+    c->relay_data = p;
+}
+
+size_t sg_conn_outlen(const struct sg_conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+int sg_conn_open(const struct sg_conn *c)
+{
+    return c->state == CS_WS && !c->dead && !c->close_sent;
+}
+
+void sg_conn_write_msg(struct sg_conn *c, const void *head, size_t head_len,
+                       struct evbuffer *shared, int text)
+{
+    if (!sg_conn_open(c)) return;
+    size_t n = head_len + (shared ? evbuffer_get_length(shared) : 0);
+    uint8_t hdr[10];
+    size_t hl = sg_ws_frame_header(hdr, text ? SG_WS_OP_TEXT : SG_WS_OP_BINARY, 1, n);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add(out, hdr, hl);
+    if (head_len) evbuffer_add(out, head, head_len);
+    /* the shared part is referenced, not copied: one encoding per delivery */
+    if (shared) evbuffer_add_buffer_reference(out, shared);
+    atomic_fetch_add_explicit(&c->s->m.bytes_out, (long)(hl + n), memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->s->m.ws_msgs_out, 1, memory_order_relaxed);
+    if (c->sess) sg_stomp_session_on_sent(c->sess, sg_now_ms());
+}
+
+void sg_conn_pause_read(struct sg_conn *c, int pause)
+{
+    c->broker_paused = pause;
+    if (pause)
+        bufferevent_disable(c->bev, EV_READ);
+    else if (!c->read_paused && (c->state == CS_WS || c->state == CS_WS_CLOSING))
+        bufferevent_enable(c->bev, EV_READ);
 }
 
 void sg_conn_close_all(struct sg_worker *w)

@@ -121,8 +121,12 @@ static ssize_t parse_header_line(const char *p, size_t n, struct sg_http_header 
     if (i == n) return fail(req, SG_EHTTP, 400, "header line without colon");
     if (p[i] != ':') {
         /* RFC 9112 5.1: no whitespace between field name and colon -> 400 */
-        if (p[i] == ' ' || p[i] == '\t')
+        size_t j = i;
+        while (j < n && (p[j] == ' ' || p[j] == '\t')) j++;
+        if (j > i && j < n && p[j] == ':')
             return fail(req, SG_EHTTP, 400, "whitespace before header colon");
+        if (!memchr(p + i, ':', n - i))
+            return fail(req, SG_EHTTP, 400, "header line without colon");
         return fail(req, SG_EHTTP, 400, "invalid header name");
     }
     if (i == 0) return fail(req, SG_EHTTP, 400, "empty header name");

@@ -253,7 +253,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 
 static void auth_done_cb(evutil_socket_t fd, short what, void *arg)
 {
-    sg_auth_drain(arg, sg_conn_auth_done);
+    sg_auth_drain(arg);
 }
 
 static void *worker_main(void *arg)
@@ -329,6 +329,7 @@ int sg_server_run(struct sg_gw_config *cfg)
     s->nworkers = cfg->workers > 0 ? (int)cfg->workers : (ncpu > 0 ? (int)ncpu : 1);
     s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
     if (!s->workers) goto out;
+    if (!(s->auth = sg_auth_new(cfg, s->nworkers > 2 ? s->nworkers : 2))) goto out;
     for (int i = 0; i < s->nworkers; i++) {
         struct sg_worker *w = &s->workers[i];
         w->srv = s;
@@ -340,7 +341,6 @@ int sg_server_run(struct sg_gw_config *cfg)
         w->relay = sg_relay_new(w);
         if (!w->relay) goto out;
     }
-    if (!(s->auth = sg_auth_new(cfg, s->nworkers > 2 ? s->nworkers : 2))) goto out;
     if (add_listeners(s, cfg->listen, 0) != 0) goto out;
     if (add_listeners(s, cfg->tls_listen, 1) != 0) goto out;
 
@@ -361,11 +361,18 @@ int sg_server_run(struct sg_gw_config *cfg)
     sg_log(SG_LOG_INFO, "stopped");
     rc = 0;
 out:
-    if (s->auth) sg_auth_free(s->auth);
+    /* order: connections and relays drop their claims on pending auth
+     * requests, the auth threads stop, then their last answers are freed */
     for (int i = 0; s->workers && i < s->nworkers; i++) {
         struct sg_worker *w = &s->workers[i];
         sg_conn_free_all(w);
         sg_relay_free(w->relay);
+        w->relay = NULL;
+    }
+    if (s->auth) sg_auth_free(s->auth);
+    for (int i = 0; s->workers && i < s->nworkers; i++) {
+        struct sg_worker *w = &s->workers[i];
+        sg_auth_drain(w);
         for (size_t j = 0; j < w->nlisteners; j++) evconnlistener_free(w->listeners[j]);
         free(w->listeners);
         free(w->listener_tls);

@@ -220,7 +220,7 @@ void sg_ws_dec_init(struct sg_ws_dec *d, const struct sg_ws_limits *lim)
 static int sg_ws_header_byte0(struct sg_ws_dec *d, uint8_t b)
 {
     d->fin = (b >> 7) & 1;
-    d->rsv = (b >> 4) & 7;
+    d->rsv = (b >> 4) & 7; /* RSV1 is 4, RSV2 2, RSV3 1 */
     d->opcode = b & 0xF;
 
     switch (d->opcode) {
@@ -235,8 +235,8 @@ static int sg_ws_header_byte0(struct sg_ws_dec *d, uint8_t b)
     }
     /* 5.2: RSV2/RSV3 are never negotiated here. RSV1 means "compressed" and
      * RFC 7692 6.1 allows it only on the first frame of a data message. */
-    if (d->rsv & 6) return sg_ws_fail(d, SG_WS_CLOSE_PROTOCOL, "reserved bit set");
-    if ((d->rsv & 1) &&
+    if (d->rsv & 3) return sg_ws_fail(d, SG_WS_CLOSE_PROTOCOL, "RSV2/RSV3 set");
+    if ((d->rsv & 4) &&
         (!d->lim.allow_rsv1 || sg_ws_is_control(d->opcode) || d->opcode == SG_WS_OP_CONT))
         return sg_ws_fail(d, SG_WS_CLOSE_PROTOCOL, "RSV1 set");
     /* 5.5: control frames must not be fragmented */
@@ -434,7 +434,7 @@ static ssize_t sg_ws_frame_start(struct sg_ws_dec *d, uint8_t *p, struct sg_ws_e
     if (d->opcode != SG_WS_OP_CONT) {
         sg_ws_end_message(d);
         d->msg_opcode = d->opcode;
-        d->msg_rsv1 = d->rsv & 1;
+        d->msg_rsv1 = (d->rsv >> 2) & 1;
     }
     d->state = SG_WS_ST_DATA;
     return d->remaining == 0 ? sg_ws_data(d, p, 0, ev) : 0;

@@ -1,0 +1,1 @@
+"""RFC 6455 conformance suite for stompgate (see conftest.py)."""
