@@ -98,22 +98,22 @@ struct sg_ws_limits {
 /* Decoder state; embed it and call sg_ws_dec_init. No heap memory. */
 struct sg_ws_dec {
     struct sg_ws_limits lim;
-    int state;            /* internal */
-    uint8_t hdr[14];      /* internal: header bytes collected so far */
+    int state;       /* internal */
+    uint8_t hdr[14]; /* internal: header bytes collected so far */
     size_t hdr_len, hdr_need;
     int fin, opcode, masked, rsv;
     uint8_t mask[4];
-    uint64_t remaining;   /* payload bytes left in the current frame */
-    uint64_t mask_pos;    /* payload offset for the mask */
-    int msg_opcode;       /* 0 when no data message is open */
-    uint64_t msg_len;     /* payload delivered so far in the open message */
-    uint32_t utf8_state;  /* incremental UTF-8 validator state */
-    int msg_rsv1;         /* 1 while the open message is compressed (RSV1, allow_rsv1) */
-    uint8_t ctl[125];     /* control frame payload */
+    uint64_t remaining;  /* payload bytes left in the current frame */
+    uint64_t mask_pos;   /* payload offset for the mask */
+    int msg_opcode;      /* 0 when no data message is open */
+    uint64_t msg_len;    /* payload delivered so far in the open message */
+    uint32_t utf8_state; /* incremental UTF-8 validator state */
+    int msg_rsv1;        /* 1 while the open message is compressed (RSV1, allow_rsv1) */
+    uint8_t ctl[125];    /* control frame payload */
     size_t ctl_len;
     /* after an error: */
-    int close_code;       /* close code to send (1002, 1007, 1009) */
-    const char *error;    /* static text naming the problem */
+    int close_code;    /* close code to send (1002, 1007, 1009) */
+    const char *error; /* static text naming the problem */
 };
 
 /* lim is copied; NULL means the defaults (1 MiB, no RSV1). */

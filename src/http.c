@@ -6,11 +6,12 @@
  * the parser stateless.
  *
  * Why the prefix property holds (http.h): the scan goes line by line, left
- * to right. A complete line is checked in a fixed order (its length bounds,
- * then its syntax, then the header count); the trailing incomplete line is
- * checked only against bounds, using a lower bound of its final length. So a
- * prefix sees the same verdicts for the lines it holds, and a bound it finds
- * exceeded is exceeded by the full line too.
+ * to right. A complete line is checked in a fixed order (bounds, then syntax,
+ * then the header count); the trailing incomplete line only against bounds.
+ * Bounds are judged by the byte at which one is first crossed, which a
+ * prefix and the whole buffer agree on. So a prefix gets the same verdicts
+ * for the lines it holds, and a bound it finds crossed, the whole buffer
+ * finds crossed first too.
  */
 #include "http.h"
 #include "error.h"
@@ -152,49 +153,31 @@ static ssize_t parse_header_line(const char *p, size_t n, struct sg_http_header 
     return SG_OK;
 }
 
-/* The bound checks on an incomplete buffer buf[0..k) whose last line starts
- * at pos: SG_OK (within bounds), SG_ELINE or SG_ETOOBIG. A CR at the very end
- * may be the start of the line's CRLF, so it does not count. */
-static int incomplete_bounds(const char *buf, size_t k, size_t pos, int in_request_line,
-                             const struct sg_http_limits *l)
+/* The bounds, checked on bytes buf[pos..end) of the current line, none of
+ * them its LF: the request line may not exceed max_request_line (a CR that
+ * may be the start of its CRLF does not count yet), and no prefix of the head
+ * may exceed max_header_bytes. Returns SG_OK, or the error of the bound that
+ * a reader getting one byte at a time would see crossed first (414 on a
+ * tie), so every prefix that is over a bound gets the same answer. */
+static int first_bound_crossed(const char *buf, size_t pos, size_t end, int in_request_line,
+                               const struct sg_http_limits *l)
 {
-    size_t seen = k - pos;
-    if (seen > 0 && buf[k - 1] == '\r') seen--;
-    if (in_request_line && seen > l->max_request_line) return SG_ELINE;
-    if (k > l->max_header_bytes) return SG_ETOOBIG;
-    return SG_OK;
+    const size_t never = (size_t)-1;
+    size_t at_line = never, at_head = never; /* prefix lengths at which each is crossed */
+    if (in_request_line && end - pos > l->max_request_line) {
+        size_t k = pos + l->max_request_line + 1; /* prefix holding one byte too many */
+        if (buf[k - 1] == '\r') k++;             /* unless that byte is a CR */
+        if (k <= end) at_line = k;
+    }
+    if (l->max_header_bytes < end) at_head = l->max_header_bytes + 1;
+    if (at_line == never && at_head == never) return SG_OK;
+    return at_line <= at_head ? SG_ELINE : SG_ETOOBIG;
 }
 
 static ssize_t bounds_fail(struct sg_http_request *req, int err)
 {
     if (err == SG_ELINE) return fail(req, SG_ELINE, 414, "request line too long");
     return fail(req, SG_ETOOBIG, 431, "request header fields too large");
-}
-
-/* A complete request line buf[pos..lf_at) over a bound: report the bound a
- * server reading byte by byte would have hit first, i.e. the verdict of the
- * shortest prefix that incomplete_bounds() rejects. That prefix is one of
- * these candidates (the first length whose line content exceeds
- * max_request_line, give or take a trailing CR, and max_header_bytes + 1). */
-static ssize_t request_line_bounds(const char *buf, size_t pos, size_t lf_at,
-                                   const struct sg_http_limits *l, struct sg_http_request *req)
-{
-    size_t cand[3] = {pos + l->max_request_line + 1, pos + l->max_request_line + 2,
-                      l->max_header_bytes + 1};
-    size_t best = (size_t)-1;
-    int best_err = SG_OK;
-    for (size_t i = 0; i < 3; i++) {
-        size_t k = cand[i];
-        if (k <= pos || k > lf_at || k >= best) continue;
-        int err = incomplete_bounds(buf, k, pos, 1, l);
-        if (err != SG_OK) {
-            best = k;
-            best_err = err;
-        }
-    }
-    if (best_err != SG_OK) return bounds_fail(req, best_err);
-    /* no strict prefix was over a bound: only the LF pushes the head over */
-    return bounds_fail(req, SG_ETOOBIG);
 }
 
 ssize_t sg_http_parse_request(const char *buf, size_t len, struct sg_http_request *req,
@@ -218,7 +201,7 @@ ssize_t sg_http_parse_request(const char *buf, size_t len, struct sg_http_reques
         const char *lf = pos < len ? memchr(buf + pos, '\n', len - pos) : NULL;
         if (!lf) {
             /* incomplete line: only bounds (the prefix property, above) */
-            int err = incomplete_bounds(buf, len, pos, !have_request_line, &l);
+            int err = first_bound_crossed(buf, pos, len, !have_request_line, &l);
             return err == SG_OK ? SG_AGAIN : bounds_fail(req, err);
         }
 
@@ -232,8 +215,11 @@ ssize_t sg_http_parse_request(const char *buf, size_t len, struct sg_http_reques
         if (line_len > 0 && line[line_len - 1] == '\r') line_len--;
 
         if (!have_request_line) {
-            if (line_len > l.max_request_line || next > l.max_header_bytes)
-                return request_line_bounds(buf, pos, lf_at, &l, req);
+            /* a prefix without the LF already over a bound, else the LF
+             * pushing the head over (the line itself fits: see above) */
+            int err = first_bound_crossed(buf, pos, lf_at, 1, &l);
+            if (err != SG_OK) return bounds_fail(req, err);
+            if (next > l.max_header_bytes) return bounds_fail(req, SG_ETOOBIG);
             if (line_len > 0) {
                 ssize_t rc = parse_request_line(line, line_len, req);
                 if (rc != SG_OK) return rc;

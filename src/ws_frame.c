@@ -63,40 +63,49 @@ enum sg_utf8_dfa_state {
     SG_U8S_COUNT,
 };
 
+/* clang-format off */
 static const uint8_t sg_utf8_class_of[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,       /* 00-0F */
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,       /* 10-1F */
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,       /* 20-2F */
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,       /* 30-3F */
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,       /* 40-4F */
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,       /* 50-5F */
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,       /* 60-6F */
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,       /* 70-7F */
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,       /* 80-8F */
-    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,       /* 90-9F */
-    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,       /* A0-AF */
-    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,       /* B0-BF */
-    4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,       /* C0-CF */
-    5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,       /* D0-DF */
-    6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 8, 7, 7,       /* E0-EF */
-    9, 10, 10, 10, 11, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,  /* F0-FF */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 00-0F */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 10-1F */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 20-2F */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 30-3F */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 40-4F */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 50-5F */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 60-6F */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 70-7F */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 80-8F */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* 90-9F */
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, /* A0-AF */
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, /* B0-BF */
+    4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, /* C0-CF */
+    5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, /* D0-DF */
+    6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 8, 7, 7, /* E0-EF */
+    9,10,10,10,11, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, /* F0-FF */
 };
 
-#define R SG_U8S_REJECT
+#define A_ SG_U8S_ACCEPT
+#define R_ SG_U8S_REJECT
+#define N1 SG_U8S_NEED1
+#define N2 SG_U8S_NEED2
+#define N3 SG_U8S_NEED3
 static const uint8_t sg_utf8_next[SG_U8S_COUNT][SG_U8C_COUNT] = {
-    /*              ASCII CLO CMI CHI BAD L2 E0 L3 ED F0 L4 F4 */
-    [SG_U8S_ACCEPT] = {SG_U8S_ACCEPT, R, R, R, R, SG_U8S_NEED1, SG_U8S_E0, SG_U8S_NEED2, SG_U8S_ED,
-                       SG_U8S_F0, SG_U8S_NEED3, SG_U8S_F4},
-    [SG_U8S_REJECT] = {R, R, R, R, R, R, R, R, R, R, R, R},
-    [SG_U8S_NEED1] = {R, SG_U8S_ACCEPT, SG_U8S_ACCEPT, SG_U8S_ACCEPT, R, R, R, R, R, R, R, R},
-    [SG_U8S_NEED2] = {R, SG_U8S_NEED1, SG_U8S_NEED1, SG_U8S_NEED1, R, R, R, R, R, R, R, R},
-    [SG_U8S_NEED3] = {R, SG_U8S_NEED2, SG_U8S_NEED2, SG_U8S_NEED2, R, R, R, R, R, R, R, R},
-    [SG_U8S_E0] = {R, R, R, SG_U8S_NEED1, R, R, R, R, R, R, R, R},
-    [SG_U8S_ED] = {R, SG_U8S_NEED1, SG_U8S_NEED1, R, R, R, R, R, R, R, R, R},
-    [SG_U8S_F0] = {R, R, SG_U8S_NEED2, SG_U8S_NEED2, R, R, R, R, R, R, R, R},
-    [SG_U8S_F4] = {R, SG_U8S_NEED2, R, R, R, R, R, R, R, R, R, R},
+    /*                ASCII 80-8F 90-9F A0-BF  bad  C2-DF  E0         E1-EF ED         F0         F1-F3 F4 */
+    [SG_U8S_ACCEPT] = {A_,  R_,   R_,   R_,    R_,  N1,    SG_U8S_E0, N2,   SG_U8S_ED, SG_U8S_F0, N3,   SG_U8S_F4},
+    [SG_U8S_REJECT] = {R_,  R_,   R_,   R_,    R_,  R_,    R_,        R_,   R_,        R_,        R_,   R_},
+    [SG_U8S_NEED1]  = {R_,  A_,   A_,   A_,    R_,  R_,    R_,        R_,   R_,        R_,        R_,   R_},
+    [SG_U8S_NEED2]  = {R_,  N1,   N1,   N1,    R_,  R_,    R_,        R_,   R_,        R_,        R_,   R_},
+    [SG_U8S_NEED3]  = {R_,  N2,   N2,   N2,    R_,  R_,    R_,        R_,   R_,        R_,        R_,   R_},
+    [SG_U8S_E0]     = {R_,  R_,   R_,   N1,    R_,  R_,    R_,        R_,   R_,        R_,        R_,   R_},
+    [SG_U8S_ED]     = {R_,  N1,   N1,   R_,    R_,  R_,    R_,        R_,   R_,        R_,        R_,   R_},
+    [SG_U8S_F0]     = {R_,  R_,   N2,   N2,    R_,  R_,    R_,        R_,   R_,        R_,        R_,   R_},
+    [SG_U8S_F4]     = {R_,  N2,   R_,   R_,    R_,  R_,    R_,        R_,   R_,        R_,        R_,   R_},
 };
-#undef R
+#undef A_
+#undef R_
+#undef N1
+#undef N2
+#undef N3
+/* clang-format on */
 
 /* Advances *state over p[0..len) and returns the index of the first byte
  * that makes it REJECT (len if none). On a rejection *state is left as it
@@ -171,9 +180,12 @@ static void sg_ws_unmask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t p
 static int sg_ws_err_of(int close_code)
 {
     switch (close_code) {
-    case SG_WS_CLOSE_INVALID_DATA: return SG_EUTF8;
-    case SG_WS_CLOSE_TOO_BIG: return SG_ETOOBIG;
-    default: return SG_EWSFRAME;
+    case SG_WS_CLOSE_INVALID_DATA:
+        return SG_EUTF8;
+    case SG_WS_CLOSE_TOO_BIG:
+        return SG_ETOOBIG;
+    default:
+        return SG_EWSFRAME;
     }
 }
 
@@ -229,7 +241,8 @@ static int sg_ws_header_byte0(struct sg_ws_dec *d, uint8_t b)
     case SG_WS_OP_BINARY:
     case SG_WS_OP_CLOSE:
     case SG_WS_OP_PING:
-    case SG_WS_OP_PONG: break;
+    case SG_WS_OP_PONG:
+        break;
     default: /* 5.2: 0x3-0x7 and 0xB-0xF are reserved */
         return sg_ws_fail(d, SG_WS_CLOSE_PROTOCOL, "reserved opcode");
     }
@@ -380,8 +393,12 @@ static int sg_ws_control_done(struct sg_ws_dec *d, struct sg_ws_event *ev)
     ev->data = d->ctl;
     ev->len = d->ctl_len;
     switch (d->opcode) {
-    case SG_WS_OP_PING: ev->type = SG_WS_EV_PING; break;
-    case SG_WS_OP_PONG: ev->type = SG_WS_EV_PONG; break;
+    case SG_WS_OP_PING:
+        ev->type = SG_WS_EV_PING;
+        break;
+    case SG_WS_OP_PONG:
+        ev->type = SG_WS_EV_PONG;
+        break;
     default: /* SG_WS_OP_CLOSE, 5.5.1 */
         ev->type = SG_WS_EV_CLOSE;
         if (d->ctl_len == 0) {
@@ -460,8 +477,12 @@ ssize_t sg_ws_decode(struct sg_ws_dec *d, uint8_t *in, size_t len, struct sg_ws_
             n = sg_ws_header_byte(d);
             if (n == 0 && d->hdr_len == d->hdr_need) n = sg_ws_frame_start(d, in + pos, ev);
             break;
-        case SG_WS_ST_DATA: n = sg_ws_data(d, in + pos, len - pos, ev); break;
-        default: n = sg_ws_control(d, in + pos, len - pos, ev); break;
+        case SG_WS_ST_DATA:
+            n = sg_ws_data(d, in + pos, len - pos, ev);
+            break;
+        default:
+            n = sg_ws_control(d, in + pos, len - pos, ev);
+            break;
         }
         if (n < 0) {
             rc = n;

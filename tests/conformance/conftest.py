@@ -22,6 +22,7 @@ Environment
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -103,7 +104,7 @@ class Daemon:
         self.config_path.write_text("".join(f"{k} = {v}\n" for k, v in conf.items()))
         self.log_path = self.dir / f"{name}.log"
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([str(bin_path()), "-c", str(self.config_path)],
+        self.proc = subprocess.Popen([str(_BINARY or bin_path()), "-c", str(self.config_path)],
                                      stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         self.stopped = False
@@ -240,13 +241,25 @@ def _openssl(*args):
     assert r.returncode == 0, f"openssl {' '.join(args)}: {r.stderr}"
 
 
+_BINARY = None  # the private copy every Daemon runs
+
+
 @pytest.fixture(scope="session")
 def workdir():
+    """A temporary directory with a private copy of the binary (a rebuild in the
+    middle of the run must not pull it away), the static files and the configs."""
+    global _BINARY
+    src = bin_path()
+    if not src.is_file():
+        pytest.fail(f"{src} not found: run `make` first (or set SG_BIN_DIR)", pytrace=False)
     with tempfile.TemporaryDirectory(prefix="sg-conformance-") as d:
         static = Path(d) / "static"
         static.mkdir()
         (static / "index.html").write_text("<!doctype html><title>sg-conformance-index</title>\n")
+        _BINARY = Path(d) / "stompgate"
+        shutil.copy2(src, _BINARY)
         yield Path(d)
+        _BINARY = None
 
 
 @pytest.fixture(scope="session")

@@ -165,14 +165,22 @@ class Conn:
     # ---- bytes
 
     def send(self, data, chop=None, delay=0.0):
-        """Send data, optionally in chunks of `chop` bytes with a pause after each."""
-        if not chop:
-            self.sock.sendall(data)
-            return
-        for i in range(0, len(data), chop):
-            self.sock.sendall(data[i:i + chop])
-            if delay:
-                time.sleep(delay)
+        """Send data, optionally in chunks of `chop` bytes with a pause after each.
+        A server may close as soon as it has seen a fault, before the rest of what a
+        test sends: if the peer has gone away, stop sending and return False (the
+        test then reads what the server said before it left)."""
+        chop = chop or len(data) or 1
+        try:
+            for i in range(0, len(data), chop):
+                self.sock.sendall(data[i:i + chop])
+                if delay:
+                    time.sleep(delay)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            self.send_failed = True
+            return False
+        return True
+
+    send_failed = False
 
     def _fill(self, deadline):
         """Receive more bytes into buf; raise Timeout or ConnectionClosed."""

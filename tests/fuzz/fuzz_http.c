@@ -17,6 +17,9 @@
 
 /* small enough that the fuzzer reaches every bound */
 static const struct sg_http_limits lim = {512, 24, 2048};
+/* for the prefix property only: both byte bounds close together, so which
+ * one is crossed first matters */
+static const struct sg_http_limits tight = {40, 4, 48};
 
 static const char *const paths[] = {"/", "/ws", "/stomp", NULL};
 static const char *const origins[] = {"https://example.com", "http://127.0.0.1:8181",
@@ -38,22 +41,24 @@ static int is_tchar(unsigned char c)
 }
 
 /* Parses data[0..n) from an exact-size heap copy, so ASan sees a read past n. */
-static ssize_t parse_prefix(const uint8_t *data, size_t n, int *status)
+static ssize_t parse_prefix(const uint8_t *data, size_t n, const struct sg_http_limits *l,
+                            int *status)
 {
     static struct sg_http_request req;
     char *copy = malloc(n ? n : 1);
     if (!copy) abort();
     if (n) memcpy(copy, data, n);
-    ssize_t r = sg_http_parse_request(copy, n, &req, &lim);
+    ssize_t r = sg_http_parse_request(copy, n, &req, l);
     *status = req.error_status;
     free(copy);
     return r;
 }
 
-static void check_prefix(const uint8_t *data, size_t p, ssize_t whole, int whole_status)
+static void check_prefix(const uint8_t *data, size_t p, const struct sg_http_limits *l,
+                         ssize_t whole, int whole_status)
 {
     int status;
-    ssize_t r = parse_prefix(data, p, &status);
+    ssize_t r = parse_prefix(data, p, l, &status);
     if (whole > 0 && p >= (size_t)whole) {
         CHECK(r == whole);
     } else if (r != SG_AGAIN) {
@@ -137,26 +142,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct sg_http_request req;
     int whole_status;
-    ssize_t whole = parse_prefix(data, size, &whole_status);
+    ssize_t whole = parse_prefix(data, size, &lim, &whole_status);
 
     /* Every strict prefix for small inputs; for larger ones, the prefixes
      * around each line ending plus a stride, to keep the run fast. */
     if (size <= 256) {
-        for (size_t p = 0; p < size; p++) check_prefix(data, p, whole, whole_status);
+        for (size_t p = 0; p < size; p++) check_prefix(data, p, &lim, whole, whole_status);
     } else {
         for (size_t p = 0; p < size; p++) {
             int near_eol = data[p] == '\n' || data[p] == '\r' ||
                            (p > 0 && (data[p - 1] == '\n' || data[p - 1] == '\r'));
             if (near_eol || p % 61 == 0 || p == size - 1)
-                check_prefix(data, p, whole, whole_status);
+                check_prefix(data, p, &lim, whole, whole_status);
         }
         /* the bounds' edges */
         size_t edges[] = {lim.max_request_line, lim.max_request_line + 1,
                           lim.max_request_line + 2, lim.max_header_bytes,
                           lim.max_header_bytes + 1};
         for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++)
-            if (edges[i] < size) check_prefix(data, edges[i], whole, whole_status);
+            if (edges[i] < size) check_prefix(data, edges[i], &lim, whole, whole_status);
     }
+
+    /* the same with tight limits: every prefix up to a little past them
+     * (beyond that the answer cannot change) */
+    int tight_status;
+    ssize_t tight_whole = parse_prefix(data, size, &tight, &tight_status);
+    for (size_t p = 0; p < size && p <= tight.max_header_bytes + 2; p++)
+        check_prefix(data, p, &tight, tight_whole, tight_status);
 
     /* once more in place: libFuzzer's buffer is exactly size bytes too */
     const char *buf = (const char *)data;

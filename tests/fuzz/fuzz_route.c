@@ -57,7 +57,15 @@ static char *fz_escape(char *w, const char *s)
     return w;
 }
 
-/* reference decoder: -1 on bad escape or %00, else the length (no cap) */
+static int fz_hex(uint8_t c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    c = (uint8_t)(c | 0x20);
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+/* reference decoder: -1 on a bad escape or %00, else the length (no cap) */
 static long fz_ref_unescape(const uint8_t *s, size_t len, uint8_t *out)
 {
     size_t w = 0;
@@ -66,12 +74,8 @@ static long fz_ref_unescape(const uint8_t *s, size_t len, uint8_t *out)
             out[w++] = s[i];
             continue;
         }
-        if (i + 2 >= len + 0 && i + 2 > len - 1) return -1;
-        char h[3] = {(char)s[i + 1], (char)s[i + 2], 0};
-        char *end;
-        if (!((h[0] >= '0' && h[0] <= '9') || (h[0] | 0x20) - 'a' < 6u)) return -1;
-        if (!((h[1] >= '0' && h[1] <= '9') || (h[1] | 0x20) - 'a' < 6u)) return -1;
-        long v = strtol(h, &end, 16);
+        if (len - i < 3 || fz_hex(s[i + 1]) < 0 || fz_hex(s[i + 2]) < 0) return -1;
+        int v = fz_hex(s[i + 1]) * 16 + fz_hex(s[i + 2]);
         if (v == 0) return -1;
         out[w++] = (uint8_t)v;
         i += 2;

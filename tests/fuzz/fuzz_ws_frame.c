@@ -21,7 +21,7 @@
 #define FUZZ_CHECK(c)                                                                              \
     do {                                                                                           \
         if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                  \
             abort();                                                                               \
         }                                                                                          \
     } while (0)
@@ -56,10 +56,14 @@ static int fz_ref_utf8(const uint8_t *p, size_t len)
             i++;
             continue;
         }
-        if ((p[i] & 0xE0) == 0xC0) n = 2, cp = p[i] & 0x1F;
-        else if ((p[i] & 0xF0) == 0xE0) n = 3, cp = p[i] & 0x0F;
-        else if ((p[i] & 0xF8) == 0xF0) n = 4, cp = p[i] & 0x07;
-        else return 0;
+        if ((p[i] & 0xE0) == 0xC0)
+            n = 2, cp = p[i] & 0x1F;
+        else if ((p[i] & 0xF0) == 0xE0)
+            n = 3, cp = p[i] & 0x0F;
+        else if ((p[i] & 0xF8) == 0xF0)
+            n = 4, cp = p[i] & 0x07;
+        else
+            return 0;
         if (len - i < n) return 0;
         for (size_t k = 1; k < n; k++) {
             if ((p[i + k] & 0xC0) != 0x80) return 0;
@@ -124,12 +128,15 @@ static void fz_check_event(const struct sg_ws_event *ev, const uint8_t *in, size
     case SG_WS_EV_CLOSE:
         FUZZ_CHECK(ev->data != NULL && ev->len <= 125 && ev->fin == 1);
         break;
-    default: FUZZ_CHECK(0);
+    default:
+        FUZZ_CHECK(0);
     }
     if (ev->type == SG_WS_EV_CLOSE) {
         FUZZ_CHECK(ev->opcode == SG_WS_OP_CLOSE && ev->len <= 123);
-        if (ev->close_code == SG_WS_CLOSE_NO_STATUS) FUZZ_CHECK(ev->len == 0);
-        else FUZZ_CHECK(sg_ws_close_code_valid(ev->close_code));
+        if (ev->close_code == SG_WS_CLOSE_NO_STATUS)
+            FUZZ_CHECK(ev->len == 0);
+        else
+            FUZZ_CHECK(sg_ws_close_code_valid(ev->close_code));
         FUZZ_CHECK(fz_ref_utf8(ev->data, ev->len));
     }
 }

@@ -21,6 +21,7 @@
 #define WHOLE 0 /* want: complete, the head is the whole input */
 
 static const struct sg_http_limits small_lim = {64, 4, 256};
+static const struct sg_http_limits tight_lim = {64, 4, 64}; /* request line = whole head */
 
 struct http_case {
     const char *name;
@@ -84,6 +85,14 @@ static const struct http_case cases[] = {
     {"request line too long and malformed",
      S("G\x01T /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n"),
      &small_lim, SG_ELINE, 414, "request line too long"},
+    /* with both bounds near, the answer is the bound a byte-by-byte reader
+     * hits first, the same for the whole line as for its prefixes */
+    {"head bound before line bound", /* the empty line makes the head cross 64 first */
+     S("\r\nGET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n"), &tight_lim, SG_ETOOBIG, 431, "too large"},
+    {"line bound before head bound", S("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n"), &tight_lim, SG_ELINE, 414,
+     "request line too long"},
+    {"bare CR at the limit", /* byte 65 is a CR that might have been the line's end */
+     S("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\rb HTTP/1.1\r\n\r\n"), &tight_lim, SG_ETOOBIG, 431, "too large"},
     {"5 headers with max 4", S("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n"),
      &small_lim, SG_ETOOMANY, 431, "too many header fields"},
     {"head over max_header_bytes",
