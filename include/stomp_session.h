@@ -8,32 +8,63 @@
  *
  * States: AWAIT_CONNECT -> (CONNECT/STOMP) AUTHENTICATING -> (auth ok)
  * CONNECTED -> CLOSED. Anything but CONNECT/STOMP first -> ERROR + close.
+ * Bytes that arrive while AUTHENTICATING (a client pipelining frames behind
+ * CONNECT) are held raw, at most limits.max_frame of them (more -> ERROR +
+ * close 1008), and decoded with the negotiated version's rules once the
+ * auth succeeds. Once CLOSED the session ignores all input and calls no op.
  *
  * Version negotiation (STOMP 1.2 "Protocol Negotiation"): no accept-version
  * -> 1.0; else the highest common of {1.0,1.1,1.2} capped by the WebSocket
- * subprotocol when one was negotiated; none in common -> ERROR with header
- * version:<what we speak, e.g. "1.0,1.1,1.2"> and close. For 1.0 sessions
- * CONNECT header values are trimmed (the book's client writes "login: x").
+ * subprotocol when one was negotiated (entries separated by commas, spaces
+ * around them tolerated, unknown ones ignored); none in common -> ERROR with
+ * header version:<what we speak on this connection: "1.0,1.1,1.2", or as
+ * capped, e.g. "1.0" on v10.stomp> and close 1002. For 1.0 sessions CONNECT
+ * header keys and values are trimmed (the book's client writes "login: x");
+ * frames after CONNECT are decoded with the negotiated version's escaping
+ * and trimming rules.
  *
  * Heart-beats ("Heart-beating"): client cx,cy; we offer sx = clamp(hb_send)
  * and sy = clamp(hb_recv) (0 = off). Outgoing every max(sx, cy) ms when
  * both non-zero; incoming expected every max(cx, sy) ms; a client silent for
- * that * grace (default 2.0) is sent ERROR "heart-beat timeout" and closed.
- * Values from the client are clamped to [hb_min, hb_max] when non-zero.
+ * that * grace (default 2.0) is sent ERROR "heart-beat timeout" and closed
+ * (1008). Values from the client are clamped to [hb_min, hb_max] when
+ * non-zero. CONNECTED carries heart-beat:sx,sy with sx = 0 when cy is 0 and
+ * sy = 0 when cx is 0; a 1.0 client gets that header (and no version
+ * header) only if its CONNECT had a heart-beat header. A malformed
+ * heart-beat (anything but two decimal integers "cx,cy") -> ERROR + 1002.
  *
  * Transactions (BEGIN/COMMIT/ABORT) live in the session: a SEND, ACK or
  * NACK with a transaction header is copied and held (bounded by max_tx and
  * max_tx_bytes) and replayed to ops->relay in order on COMMIT; ABORT or the
  * end of the session discards it. Unknown or duplicate transaction ids ->
- * ERROR. The session also tracks subscription ids: a duplicate id, an
- * UNSUBSCRIBE of an unknown id, or more than max_subscriptions -> ERROR.
- * SUBSCRIBE without id: an error from 1.1 on; in 1.0 the destination is
- * the id.
+ * ERROR. A held frame's own receipt is answered when it is held; the copy
+ * replayed on COMMIT has no transaction or receipt header, and the COMMIT's
+ * receipt is the receipt of the last replayed action (the others have
+ * none), so an in-order relay answers it once all of them are done; an
+ * empty COMMIT answers at once. The session also tracks subscription ids:
+ * a duplicate id, an UNSUBSCRIBE of an unknown id, or more than
+ * max_subscriptions -> ERROR. SUBSCRIBE without id: an error from 1.1 on;
+ * in 1.0 the destination is the id, and UNSUBSCRIBE may name the
+ * destination instead of the id. ACK/NACK: the id is the "id" header in
+ * 1.2 and "message-id" in 1.0/1.1; NACK in 1.0 -> ERROR.
  *
  * ERROR frames carry message, receipt-id when the failing frame had a
- * receipt, content-type:text/plain and a short body; the session then
- * closes with a fitting WebSocket code: 1000 after a normal ERROR, 1002 for
- * a malformed frame, 1008 for policy (auth, state), 1009 for size.
+ * receipt, content-type:text/plain, content-length and a short body; the
+ * session then closes with a fitting WebSocket code:
+ *   1000 a normal ERROR: the relay refused an action (sg_stomp_session_fail
+ *        with code 0 too), duplicate/unknown subscription or transaction id
+ *   1002 a malformed frame, a missing or invalid header, a frame not
+ *        allowed in this state (before CONNECT, a second CONNECT, NACK in
+ *        1.0), no version in common
+ *   1008 policy: access refused, CONNECT or heart-beat timeout, too many
+ *        subscriptions or transactions, too much data while authenticating
+ *   1009 size: the decoder's bounds (frame, body, header line, header
+ *        count) and a transaction over max_tx_bytes
+ *   1011 out of memory
+ *
+ * Re-entrancy: ops->authenticate may call sg_stomp_session_auth_result()
+ * and ops->relay may call sg_stomp_session_receipt()/_fail() before they
+ * return. No op may free the session.
  */
 #ifndef SG_STOMP_SESSION_H
 #define SG_STOMP_SESSION_H
@@ -78,10 +109,13 @@ struct sg_stomp_session_ops {
     /* Send a heart-beat: one EOL ("\n") as its own WebSocket message. */
     void (*send_heartbeat)(void *ctx);
     /* Flush what was sent, send a WebSocket close with this code, then
-     * close. Called at most once. */
+     * close. Called at most once. reason: borrowed for the call, at most 123
+     * bytes of UTF-8 (fits a close frame), "" after DISCONNECT. */
     void (*close)(void *ctx, int ws_code, const char *reason);
     /* Ask the broker whether login/passcode may use vhost (NULL login when the
      * client sent none and no default user applies - the relay refuses).
+     * passcode is "" when absent, never NULL. All three are borrowed for the
+     * call only (the session wipes the passcode afterwards): copy them.
      * The answer comes back through sg_stomp_session_auth_result(), possibly
      * from inside this call. Passwords are never logged. */
     void (*authenticate)(void *ctx, const char *login, const char *passcode, const char *vhost);
@@ -123,7 +157,11 @@ void sg_stomp_session_free(struct sg_stomp_session *s);
 
 /* Feeds the payload of a WebSocket data message (or a chunk of one). Any
  * bytes count as activity for heart-beat purposes. Returns SG_OK, or a
- * negative sg_err after the session has sent ERROR and closed. */
+ * negative sg_err after the session has sent ERROR and closed during this
+ * call (the decoder's error, SG_ESTOMP for a missing/invalid header,
+ * SG_ESTATE, SG_EVERSION, SG_EAUTH, SG_ETOOMANY, SG_ETOOBIG, SG_ELIMIT,
+ * SG_ENOMEM or the relay's error). A DISCONNECT closes with SG_OK; input
+ * after the close is ignored and returns SG_OK. */
 int sg_stomp_session_on_data(struct sg_stomp_session *s, const uint8_t *p, size_t len,
                              uint64_t now_ms);
 /* Call at (or after) the deadline; sends heart-beats, enforces deadlines. */
@@ -137,7 +175,8 @@ void sg_stomp_session_on_sent(struct sg_stomp_session *s, uint64_t now_ms);
 
 /* Result of ops->authenticate. ok=0 -> ERROR "access refused" and close 1008. */
 void sg_stomp_session_auth_result(struct sg_stomp_session *s, int ok, uint64_t now_ms);
-/* The relay completed an SG_AGAIN action that carried `receipt`: send RECEIPT. */
+/* The relay completed an SG_AGAIN action that carried `receipt`: send RECEIPT.
+ * Ignored unless CONNECTED. */
 void sg_stomp_session_receipt(struct sg_stomp_session *s, const char *receipt);
 /* The relay failed an action: ERROR with message (and receipt-id if receipt
  * != NULL), then close with ws_code (0 = 1000). */
@@ -148,8 +187,8 @@ enum sg_stomp_state sg_stomp_session_state(const struct sg_stomp_session *s);
 int sg_stomp_session_version(const struct sg_stomp_session *s); /* 10/11/12, 0 before CONNECT */
 const char *sg_stomp_session_id(const struct sg_stomp_session *s); /* UUID text */
 const char *sg_stomp_session_login(const struct sg_stomp_session *s); /* NULL before auth */
-const char *sg_stomp_session_vhost(const struct sg_stomp_session *s);
-/* Negotiated heart-beat periods (0 = off). */
+const char *sg_stomp_session_vhost(const struct sg_stomp_session *s); /* NULL before CONNECT */
+/* Negotiated heart-beat periods (0 = off, and 0 until CONNECTED). */
 unsigned sg_stomp_session_hb_out_ms(const struct sg_stomp_session *s);
 unsigned sg_stomp_session_hb_in_ms(const struct sg_stomp_session *s);
 

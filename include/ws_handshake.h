@@ -39,12 +39,12 @@ enum sg_ws_hs_kind {
 
 struct sg_ws_hs_result {
     enum sg_ws_hs_kind kind;
-    int status;                 /* 101 on accept; 400, 403, 404, 405, 426 (500) on reject;
-                                   0 for NOT_UPGRADE */
-    const char *error;          /* static text naming the problem (reject), else NULL */
+    int status;                   /* 101 on accept; 400, 403, 404, 405, 426 (500) on reject;
+                                     0 for NOT_UPGRADE */
+    const char *error;            /* static text naming the problem (reject), else NULL */
     enum sg_ws_subproto subproto; /* chosen subprotocol (accept) */
-    int echo;                   /* 1 if the request was for the test echo path */
-    char accept_key[29];        /* base64(SHA-1(key + GUID)), NUL-terminated (accept) */
+    int echo;                     /* 1 if the request was for the test echo path */
+    char accept_key[29];          /* base64(SHA-1(key + GUID)), NUL-terminated (accept) */
 };
 
 /* Decides the handshake for a complete request (sg_http_parse_request

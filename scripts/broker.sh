@@ -169,10 +169,10 @@ stored_base() {
     cat "$dir/port_base"
 }
 
-beam_pid() { # pid from the pid file, if that process is alive
+beam_pid() { # pid from the pid file, if that process is alive and a beam.smp
     local pid=
     [ -f "$PIDFILE" ] && pid=$(tr -dc '0-9' <"$PIDFILE")
-    if [ -n "$pid" ] && alive "$pid"; then echo "$pid"; fi
+    if [ -n "$pid" ] && alive "$pid" && [ "$(comm_of "$pid")" = beam.smp ]; then echo "$pid"; fi
     return 0
 }
 

@@ -58,10 +58,12 @@ else
 fi
 
 # ---- npm packages (e.g. @stomp/stompjs, ws for tests/node and the client).
+# node_modules/.sg-deps-stamp marks a finished install; redo it when package.json or
+# package-lock.json is newer (npm ci replaces node_modules, stamp included).
 if [ -f package.json ]; then
-    if [ ! -d node_modules ] ||
-        { [ -f package-lock.json ] && [ package-lock.json -nt node_modules ]; } ||
-        { [ ! -f package-lock.json ] && [ package.json -nt node_modules ]; }; then
+    stamp=node_modules/.sg-deps-stamp
+    if [ ! -f $stamp ] || [ package.json -nt $stamp ] ||
+        { [ -f package-lock.json ] && [ package-lock.json -nt $stamp ]; }; then
         if [ -f package-lock.json ]; then
             echo "deps: npm ci"
             npm ci --no-audit --no-fund
@@ -69,6 +71,7 @@ if [ -f package.json ]; then
             echo "deps: npm install"
             npm install --no-audit --no-fund
         fi
-        touch node_modules
+        mkdir -p node_modules
+        touch $stamp
     fi
 fi

@@ -16,6 +16,7 @@
 #include "http.h"
 #include "error.h"
 
+#include <limits.h>
 #include <string.h>
 
 /* RFC 9110 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
@@ -59,16 +60,17 @@ static ssize_t fail(struct sg_http_request *req, int err, int status, const char
 
 static void effective_limits(const struct sg_http_limits *lim, struct sg_http_limits *out)
 {
-    out->max_request_line = lim && lim->max_request_line ? lim->max_request_line
-                                                         : SG_HTTP_DEFAULT_MAX_REQUEST_LINE;
+    out->max_request_line =
+        lim && lim->max_request_line ? lim->max_request_line : SG_HTTP_DEFAULT_MAX_REQUEST_LINE;
     out->max_headers = lim && lim->max_headers ? lim->max_headers : SG_HTTP_DEFAULT_MAX_HEADERS;
-    out->max_header_bytes = lim && lim->max_header_bytes ? lim->max_header_bytes
-                                                         : SG_HTTP_DEFAULT_MAX_HEADER_BYTES;
+    out->max_header_bytes =
+        lim && lim->max_header_bytes ? lim->max_header_bytes : SG_HTTP_DEFAULT_MAX_HEADER_BYTES;
     if (out->max_headers > SG_HTTP_MAX_HEADERS_CAP) out->max_headers = SG_HTTP_MAX_HEADERS_CAP;
     /* keeps "line too long" (414) reported before "head too big" (431) for
      * the request line, whether or not its newline has arrived */
     if (out->max_request_line > out->max_header_bytes)
         out->max_request_line = out->max_header_bytes;
+    if (out->max_header_bytes > SSIZE_MAX) out->max_header_bytes = SSIZE_MAX; /* fits the return */
 }
 
 /* RFC 9112 3: request-line = method SP request-target SP HTTP-version.
@@ -79,7 +81,8 @@ static ssize_t parse_request_line(const char *p, size_t n, struct sg_http_reques
     size_t i = 0;
 
     /* RFC 9112 3.1: method = token */
-    while (i < n && is_tchar((unsigned char)p[i])) i++;
+    while (i < n && is_tchar((unsigned char)p[i]))
+        i++;
     if (i == 0 || i == n || p[i] != ' ') return fail(req, SG_EHTTP, 400, "malformed method");
     req->method = p;
     req->method_len = i;
@@ -88,7 +91,8 @@ static ssize_t parse_request_line(const char *p, size_t n, struct sg_http_reques
     /* RFC 9112 3.2: the request-target has no whitespace; we also refuse
      * bytes outside visible ASCII (RFC 3986 has no raw non-ASCII) */
     size_t t = i;
-    while (i < n && is_vchar((unsigned char)p[i])) i++;
+    while (i < n && is_vchar((unsigned char)p[i]))
+        i++;
     if (i == t || i == n || p[i] != ' ')
         return fail(req, SG_EHTTP, 400, "malformed request target");
     req->target = p + t;
@@ -97,8 +101,8 @@ static ssize_t parse_request_line(const char *p, size_t n, struct sg_http_reques
 
     /* RFC 9112 2.3: HTTP-version = "HTTP" "/" DIGIT "." DIGIT, case-sensitive */
     const char *v = p + i;
-    if (n - i != 8 || memcmp(v, "HTTP/", 5) != 0 || !is_digit((unsigned char)v[5]) ||
-        v[6] != '.' || !is_digit((unsigned char)v[7]))
+    if (n - i != 8 || memcmp(v, "HTTP/", 5) != 0 || !is_digit((unsigned char)v[5]) || v[6] != '.' ||
+        !is_digit((unsigned char)v[7]))
         return fail(req, SG_EHTTP, 400, "malformed HTTP version");
     /* RFC 9110 15.6.6: 505 for a major version we do not support; within
      * HTTP/1 we know only 1.0 and 1.1 */
@@ -118,12 +122,14 @@ static ssize_t parse_header_line(const char *p, size_t n, struct sg_http_header 
 
     /* RFC 9110 5.1: field-name = token */
     size_t i = 0;
-    while (i < n && is_tchar((unsigned char)p[i])) i++;
+    while (i < n && is_tchar((unsigned char)p[i]))
+        i++;
     if (i == n) return fail(req, SG_EHTTP, 400, "header line without colon");
     if (p[i] != ':') {
         /* RFC 9112 5.1: no whitespace between field name and colon -> 400 */
         size_t j = i;
-        while (j < n && (p[j] == ' ' || p[j] == '\t')) j++;
+        while (j < n && (p[j] == ' ' || p[j] == '\t'))
+            j++;
         if (j > i && j < n && p[j] == ':')
             return fail(req, SG_EHTTP, 400, "whitespace before header colon");
         if (!memchr(p + i, ':', n - i))
@@ -139,7 +145,8 @@ static ssize_t parse_header_line(const char *p, size_t n, struct sg_http_header 
      * obs-text; SP and HTAB only between; a recipient may reject CR, LF or
      * NUL and we reject every CTL but HT. RFC 9112 5.1: OWS is not part of
      * the value. */
-    while (i < n && (p[i] == ' ' || p[i] == '\t')) i++;
+    while (i < n && (p[i] == ' ' || p[i] == '\t'))
+        i++;
     size_t vs = i, ve = i;
     for (; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
@@ -166,7 +173,7 @@ static int first_bound_crossed(const char *buf, size_t pos, size_t end, int in_r
     size_t at_line = never, at_head = never; /* prefix lengths at which each is crossed */
     if (in_request_line && end - pos > l->max_request_line) {
         size_t k = pos + l->max_request_line + 1; /* prefix holding one byte too many */
-        if (buf[k - 1] == '\r') k++;             /* unless that byte is a CR */
+        if (buf[k - 1] == '\r') k++;              /* unless that byte is a CR */
         if (k <= end) at_line = k;
     }
     if (l->max_header_bytes < end) at_head = l->max_header_bytes + 1;
@@ -269,10 +276,13 @@ int sg_http_list_has(const char *value, size_t len, const char *token)
     size_t i = 0;
     while (i < len) {
         size_t start = i;
-        while (i < len && value[i] != ',') i++;
+        while (i < len && value[i] != ',')
+            i++;
         size_t end = i;
-        while (start < end && (value[start] == ' ' || value[start] == '\t')) start++;
-        while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t')) end--;
+        while (start < end && (value[start] == ' ' || value[start] == '\t'))
+            start++;
+        while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t'))
+            end--;
         if (end > start && ieq(value + start, end - start, token, tlen)) return 1;
         i++; /* past the comma */
     }
@@ -282,35 +292,64 @@ int sg_http_list_has(const char *value, size_t len, const char *token)
 const char *sg_http_reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 416: return "Range Not Satisfiable";
-    case 426: return "Upgrade Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 416:
+        return "Range Not Satisfiable";
+    case 426:
+        return "Upgrade Required";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 
@@ -357,7 +396,8 @@ int sg_http_path(const char *target, size_t len, char *out, size_t cap)
      * count) would climb out of the served directory */
     for (size_t s = 1; s <= o;) {
         size_t e = s;
-        while (e < o && out[e] != '/') e++;
+        while (e < o && out[e] != '/')
+            e++;
         if (e - s == 2 && out[s] == '.' && out[s + 1] == '.') return path_fail(out, cap, SG_EHTTP);
         s = e + 1;
     }

@@ -29,13 +29,20 @@ enum {
 #define SG_STOMP_KEEP_CAP (64 * 1024)
 
 static const char *const sg_cmd_names[] = {
-    [SG_STOMP_CONNECT] = "CONNECT",     [SG_STOMP_STOMP] = "STOMP",
-    [SG_STOMP_SEND] = "SEND",           [SG_STOMP_SUBSCRIBE] = "SUBSCRIBE",
-    [SG_STOMP_UNSUBSCRIBE] = "UNSUBSCRIBE", [SG_STOMP_ACK] = "ACK",
-    [SG_STOMP_NACK] = "NACK",           [SG_STOMP_BEGIN] = "BEGIN",
-    [SG_STOMP_COMMIT] = "COMMIT",       [SG_STOMP_ABORT] = "ABORT",
-    [SG_STOMP_DISCONNECT] = "DISCONNECT", [SG_STOMP_CONNECTED] = "CONNECTED",
-    [SG_STOMP_MESSAGE] = "MESSAGE",     [SG_STOMP_RECEIPT] = "RECEIPT",
+    [SG_STOMP_CONNECT] = "CONNECT",
+    [SG_STOMP_STOMP] = "STOMP",
+    [SG_STOMP_SEND] = "SEND",
+    [SG_STOMP_SUBSCRIBE] = "SUBSCRIBE",
+    [SG_STOMP_UNSUBSCRIBE] = "UNSUBSCRIBE",
+    [SG_STOMP_ACK] = "ACK",
+    [SG_STOMP_NACK] = "NACK",
+    [SG_STOMP_BEGIN] = "BEGIN",
+    [SG_STOMP_COMMIT] = "COMMIT",
+    [SG_STOMP_ABORT] = "ABORT",
+    [SG_STOMP_DISCONNECT] = "DISCONNECT",
+    [SG_STOMP_CONNECTED] = "CONNECTED",
+    [SG_STOMP_MESSAGE] = "MESSAGE",
+    [SG_STOMP_RECEIPT] = "RECEIPT",
     [SG_STOMP_ERROR] = "ERROR",
 };
 
@@ -172,7 +179,8 @@ static void sg_trim(uint8_t **s, size_t *len)
         (*s)++;
         (*len)--;
     }
-    while (*len && ((*s)[*len - 1] == ' ' || (*s)[*len - 1] == '\t')) (*len)--;
+    while (*len && ((*s)[*len - 1] == ' ' || (*s)[*len - 1] == '\t'))
+        (*len)--;
 }
 
 /* STOMP 1.2 "Value Encoding": \n \c \\ (1.1 and 1.2) and \r (1.2 only);
@@ -186,14 +194,21 @@ static int sg_unescape(uint8_t *s, size_t *len, int version)
         if (c == '\\') {
             if (++r == n) return -1;
             switch (s[r]) {
-            case 'n': c = '\n'; break;
-            case 'c': c = ':'; break;
-            case '\\': c = '\\'; break;
+            case 'n':
+                c = '\n';
+                break;
+            case 'c':
+                c = ':';
+                break;
+            case '\\':
+                c = '\\';
+                break;
             case 'r':
                 if (version < 12) return -1;
                 c = '\r';
                 break;
-            default: return -1;
+            default:
+                return -1;
             }
         }
         s[w++] = c;
@@ -268,8 +283,11 @@ static ssize_t sg_dec_headers_done(struct sg_stomp_dec *d)
     size_t body = d->content_length > 0 ? (size_t)d->content_length : 0;
     if (d->head_end >= d->lim.max_frame || body > d->lim.max_frame - d->head_end - 1)
         return sg_dec_fail(d, SG_ETOOBIG, "frame too big");
+    /* Room for the body up front, but not more than SG_STOMP_KEEP_CAP on a
+     * header's word alone (a 30-byte header must not buy a 1 MiB buffer);
+     * beyond that the buffer doubles as bytes arrive. */
     if (d->content_length >= 0) {
-        int rc = sg_dec_reserve(d, body + 1);
+        int rc = sg_dec_reserve(d, body + 1 < SG_STOMP_KEEP_CAP ? body + 1 : SG_STOMP_KEEP_CAP);
         if (rc != SG_OK) return sg_dec_append_fail(d, rc);
     }
     d->state = SG_ST_BODY;
@@ -325,7 +343,8 @@ static ssize_t sg_dec_head(struct sg_stomp_dec *d, const uint8_t *p, size_t n)
     size_t content_len = d->buf.len - d->scan - 1;
     if (content_len && d->buf.data[d->scan + content_len - 1] == '\r') content_len--;
     if (is_cmd) {
-        enum sg_stomp_cmd cmd = sg_stomp_cmd_parse((const char *)d->buf.data + d->scan, content_len);
+        enum sg_stomp_cmd cmd =
+            sg_stomp_cmd_parse((const char *)d->buf.data + d->scan, content_len);
         if (cmd == SG_STOMP_NONE) {
             err = sg_dec_fail(d, SG_ESTOMP, "unknown command");
             goto out;
@@ -422,7 +441,7 @@ ssize_t sg_stomp_decode(struct sg_stomp_dec *d, const uint8_t *in, size_t len,
                 if (ev->type == SG_STOMP_EV_FRAME) return (ssize_t)off;
             } else {
                 /* STOMP 1.2 "Header content-length": exactly that many
-                 * octets, whatever they are; room was reserved */
+                 * octets, whatever they are, copied in bulk */
                 size_t have = d->buf.len - d->head_end;
                 size_t need = (size_t)d->content_length - have;
                 size_t take = need < len - off ? need : len - off;
@@ -441,7 +460,8 @@ ssize_t sg_stomp_decode(struct sg_stomp_dec *d, const uint8_t *in, size_t len,
             off++;
             sg_dec_finish(d, ev);
             return (ssize_t)off;
-        default: return sg_dec_fail(d, SG_ESTOMP, "decoder misuse");
+        default:
+            return sg_dec_fail(d, SG_ESTOMP, "decoder misuse");
         }
     }
     /* a content-length of 0 needs no body byte to reach SG_ST_NUL */
@@ -492,9 +512,18 @@ static uint8_t *sg_escape(int mode, uint8_t *w, const char *s, size_t len)
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
         switch (c) {
-        case '\n': *w++ = '\\'; *w++ = 'n'; break;
-        case ':': *w++ = '\\'; *w++ = 'c'; break;
-        case '\\': *w++ = '\\'; *w++ = '\\'; break;
+        case '\n':
+            *w++ = '\\';
+            *w++ = 'n';
+            break;
+        case ':':
+            *w++ = '\\';
+            *w++ = 'c';
+            break;
+        case '\\':
+            *w++ = '\\';
+            *w++ = '\\';
+            break;
         case '\r':
             if (mode == 12) {
                 *w++ = '\\';
@@ -503,7 +532,9 @@ static uint8_t *sg_escape(int mode, uint8_t *w, const char *s, size_t len)
             }
             *w++ = (uint8_t)c;
             break;
-        default: *w++ = (uint8_t)c; break;
+        default:
+            *w++ = (uint8_t)c;
+            break;
         }
     }
     return w;
@@ -531,13 +562,13 @@ static int sg_encode_header(struct sg_buf *out, int mode, int version, const cha
 int sg_stomp_encode_header(struct sg_buf *out, int version, const char *key, size_t key_len,
                            const char *value, size_t value_len)
 {
-    return sg_encode_header(out, sg_esc_mode(version, SG_STOMP_SEND), version, key, key_len,
-                            value, value_len);
+    return sg_encode_header(out, sg_esc_mode(version, SG_STOMP_SEND), version, key, key_len, value,
+                            value_len);
 }
 
 int sg_stomp_encode(struct sg_buf *out, int version, enum sg_stomp_cmd cmd,
-                    const struct sg_stomp_header *headers, size_t num_headers,
-                    const uint8_t *body, size_t body_len, int add_content_length)
+                    const struct sg_stomp_header *headers, size_t num_headers, const uint8_t *body,
+                    size_t body_len, int add_content_length)
 {
     size_t mark = out->len;
     const char *name = sg_stomp_cmd_name(cmd);

@@ -87,7 +87,7 @@ struct sg_stomp_session {
     unsigned hb_hdr_sx, hb_hdr_sy;
     int hb_hdr; /* send a heart-beat header in CONNECTED */
 
-    uint64_t now; /* latest time we were told about */
+    uint64_t now;              /* latest time we were told about */
     uint64_t connect_deadline; /* UINT64_MAX = none */
     uint64_t last_rx, last_tx;
 
@@ -126,7 +126,8 @@ static void trim_view(const char **p, size_t *n)
         (*p)++;
         (*n)--;
     }
-    while (*n && is_ws((*p)[*n - 1])) (*n)--;
+    while (*n && is_ws((*p)[*n - 1]))
+        (*n)--;
 }
 
 /* NUL-terminated copy of a view; NULL on ENOMEM. */
@@ -164,9 +165,11 @@ static void safe_text(char *dst, size_t cap, const char *s)
     size_t n = strlen(s);
     if (n >= cap) {
         n = cap - 1;
-        while (n && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+        while (n && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
     }
-    for (size_t i = 0; i < n; i++) dst[i] = (s[i] == '\r' || s[i] == '\n') ? ' ' : s[i];
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (s[i] == '\r' || s[i] == '\n') ? ' ' : s[i];
     dst[n] = '\0';
 }
 
@@ -334,7 +337,8 @@ void sg_stomp_session_free(struct sg_stomp_session *s)
         free(s->subs[i].dest);
     }
     free(s->subs);
-    for (size_t i = 0; i < s->ntx; i++) tx_free(&s->txs[i]);
+    for (size_t i = 0; i < s->ntx; i++)
+        tx_free(&s->txs[i]);
     free(s->txs);
     free(s->scratch);
     free(s->login);
@@ -346,8 +350,8 @@ void sg_stomp_session_free(struct sg_stomp_session *s)
 
 /* CONNECT header lookup: for 1.0 keys and values are compared/returned
  * trimmed (the book's client writes "login: x"); 1.1+ "MUST NOT trim". */
-static int connect_header(const struct sg_stomp_frame *f, const char *key, int trim,
-                          const char **v, size_t *n)
+static int connect_header(const struct sg_stomp_frame *f, const char *key, int trim, const char **v,
+                          size_t *n)
 {
     size_t klen = strlen(key);
     for (size_t i = 0; i < f->num_headers; i++) {
@@ -373,7 +377,8 @@ static int negotiate_version(const char *v, size_t n, int cap)
     size_t i = 0;
     while (i <= n) {
         size_t j = i;
-        while (j < n && v[j] != ',') j++;
+        while (j < n && v[j] != ',')
+            j++;
         const char *e = v + i;
         size_t en = j - i;
         trim_view(&e, &en);
@@ -424,9 +429,12 @@ static unsigned clamp_hb(const struct sg_stomp_session_config *c, unsigned v)
 static const char *versions_text(int cap)
 {
     switch (cap) {
-    case 10: return "1.0";
-    case 11: return "1.0,1.1";
-    default: return "1.0,1.1,1.2";
+    case 10:
+        return "1.0";
+    case 11:
+        return "1.0,1.1";
+    default:
+        return "1.0,1.1,1.2";
     }
 }
 
@@ -461,8 +469,7 @@ static void on_connect(struct sg_stomp_session *s, const struct sg_stomp_frame *
     int client_hb = connect_header(f, "heart-beat", trim, &v, &n);
     if (client_hb && parse_heartbeat(v, n, &cx, &cy) != 0) {
         error_close(s, "invalid heart-beat header", NULL,
-                    "The heart-beat header must be two integers: cx,cy", WS_PROTOCOL,
-                    SG_ESTOMP);
+                    "The heart-beat header must be two integers: cx,cy", WS_PROTOCOL, SG_ESTOMP);
         return;
     }
     cx = clamp_hb(s->cfg, cx);
@@ -584,8 +591,8 @@ static struct sg_txf *txf_copy(const struct sg_stomp_frame *f)
         nh++;
         bytes += h->key_len + 1 + h->value_len + 1;
     }
-    size_t size = sizeof(struct sg_txf) + nh * sizeof(struct sg_stomp_header) + bytes +
-                  f->body_len + 1;
+    size_t size =
+        sizeof(struct sg_txf) + nh * sizeof(struct sg_stomp_header) + bytes + f->body_len + 1;
     struct sg_txf *t = malloc(size);
     if (!t) return NULL;
     t->next = NULL;
@@ -704,7 +711,8 @@ static void action_for(struct sg_stomp_session *s, const struct sg_stomp_frame *
         h = sg_stomp_header(f, idkey);
         act->ack_id = h ? h->value : "";
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -833,8 +841,7 @@ static void on_unsubscribe(struct sg_stomp_session *s, const struct sg_stomp_fra
     free(id);
 }
 
-static void on_send(struct sg_stomp_session *s, const struct sg_stomp_frame *f,
-                    struct frame_ctx *c)
+static void on_send(struct sg_stomp_session *s, const struct sg_stomp_frame *f, struct frame_ctx *c)
 {
     if (need(s, f, "destination", 1, c->receipt, &c->a) < 0) return;
     if (!*c->a) {
@@ -920,14 +927,24 @@ static void on_connected_frame(struct sg_stomp_session *s, const struct sg_stomp
     struct frame_ctx c = {0};
     if (need(s, f, "receipt", 0, NULL, &c.receipt) < 0) goto out;
     switch (f->cmd) {
-    case SG_STOMP_SEND: on_send(s, f, &c); break;
-    case SG_STOMP_SUBSCRIBE: on_subscribe(s, f, &c); break;
-    case SG_STOMP_UNSUBSCRIBE: on_unsubscribe(s, f, &c); break;
+    case SG_STOMP_SEND:
+        on_send(s, f, &c);
+        break;
+    case SG_STOMP_SUBSCRIBE:
+        on_subscribe(s, f, &c);
+        break;
+    case SG_STOMP_UNSUBSCRIBE:
+        on_unsubscribe(s, f, &c);
+        break;
     case SG_STOMP_ACK:
-    case SG_STOMP_NACK: on_ack(s, f, &c); break;
+    case SG_STOMP_NACK:
+        on_ack(s, f, &c);
+        break;
     case SG_STOMP_BEGIN:
     case SG_STOMP_COMMIT:
-    case SG_STOMP_ABORT: on_tx(s, f, &c); break;
+    case SG_STOMP_ABORT:
+        on_tx(s, f, &c);
+        break;
     case SG_STOMP_DISCONNECT:
         /* Section "DISCONNECT": RECEIPT, then the server closes. */
         send_receipt(s, c.receipt);
@@ -980,8 +997,7 @@ static void feed(struct sg_stomp_session *s, const uint8_t *p, size_t len)
             if (rc == SG_ENOMEM)
                 do_close(s, WS_INTERNAL, "internal error", SG_ENOMEM);
             else if (rc != SG_OK)
-                error_close(s, "too much data before CONNECTED", NULL, NULL, WS_POLICY,
-                            SG_ELIMIT);
+                error_close(s, "too much data before CONNECTED", NULL, NULL, WS_POLICY, SG_ELIMIT);
             return;
         }
         struct sg_stomp_event ev = {SG_STOMP_EV_NONE, NULL};
@@ -1048,20 +1064,28 @@ void sg_stomp_session_fail(struct sg_stomp_session *s, const char *message, cons
     error_close(s, message, receipt, NULL, ws_code ? ws_code : WS_NORMAL, SG_EBROKER);
 }
 
+/* When a silent client is dropped: last_rx + hb_in * grace (a grace below 1
+ * would drop clients before their period); UINT64_MAX when off. */
+static uint64_t rx_deadline(const struct sg_stomp_session *s)
+{
+    if (!s->hb_in) return UINT64_MAX;
+    double g = s->cfg->hb_grace >= 1.0 ? s->cfg->hb_grace : 1.0;
+    double w = (double)s->hb_in * g;
+    return w >= 1e18 ? UINT64_MAX : add_sat(s->last_rx, (uint64_t)w);
+}
+
+/* When our next heart-beat is due; UINT64_MAX when off. */
+static uint64_t tx_deadline(const struct sg_stomp_session *s)
+{
+    return s->hb_out ? add_sat(s->last_tx, s->hb_out) : UINT64_MAX;
+}
+
 uint64_t sg_stomp_session_next_deadline(const struct sg_stomp_session *s)
 {
     if (s->state == SG_SESS_CLOSED) return UINT64_MAX;
     if (s->state != SG_SESS_CONNECTED) return s->connect_deadline;
-    uint64_t d = UINT64_MAX;
-    if (s->hb_out) d = add_sat(s->last_tx, s->hb_out);
-    if (s->hb_in) {
-        /* a grace below 1 would drop clients before their period */
-        double g = s->cfg->hb_grace >= 1.0 ? s->cfg->hb_grace : 1.0;
-        double w = (double)s->hb_in * g;
-        uint64_t in = w >= 1e18 ? UINT64_MAX : add_sat(s->last_rx, (uint64_t)w);
-        if (in < d) d = in;
-    }
-    return d;
+    uint64_t rx = rx_deadline(s), tx = tx_deadline(s);
+    return rx < tx ? rx : tx;
 }
 
 void sg_stomp_session_on_tick(struct sg_stomp_session *s, uint64_t now_ms)
@@ -1073,16 +1097,11 @@ void sg_stomp_session_on_tick(struct sg_stomp_session *s, uint64_t now_ms)
             error_close(s, "CONNECT timeout", NULL, NULL, WS_POLICY, SG_ETIMEOUT);
         return;
     }
-    if (s->hb_in) {
-        double g = s->cfg->hb_grace >= 1.0 ? s->cfg->hb_grace : 1.0;
-        double w = (double)s->hb_in * g;
-        uint64_t in = w >= 1e18 ? UINT64_MAX : add_sat(s->last_rx, (uint64_t)w);
-        if (s->now >= in) {
-            error_close(s, "heart-beat timeout", NULL, NULL, WS_POLICY, SG_ETIMEOUT);
-            return;
-        }
+    if (s->now >= rx_deadline(s)) {
+        error_close(s, "heart-beat timeout", NULL, NULL, WS_POLICY, SG_ETIMEOUT);
+        return;
     }
-    if (s->hb_out && s->now >= add_sat(s->last_tx, s->hb_out)) {
+    if (s->now >= tx_deadline(s)) {
         s->ops->send_heartbeat(s->ctx);
         if (s->now > s->last_tx) s->last_tx = s->now;
     }

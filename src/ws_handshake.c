@@ -115,10 +115,13 @@ static enum sg_ws_subproto pick_subproto(const struct sg_http_request *req, int 
         size_t len = hd->value_len, i = 0;
         while (i < len) {
             size_t s = i;
-            while (i < len && v[i] != ',') i++;
+            while (i < len && v[i] != ',')
+                i++;
             size_t e = i;
-            while (s < e && (v[s] == ' ' || v[s] == '\t')) s++;
-            while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t')) e--;
+            while (s < e && (v[s] == ' ' || v[s] == '\t'))
+                s++;
+            while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+                e--;
             if (e > s) {
                 *offered = 1;
                 for (size_t p = 0; p < best; p++) {
@@ -129,8 +132,7 @@ static enum sg_ws_subproto pick_subproto(const struct sg_http_request *req, int 
             i++; /* past the comma */
         }
     }
-    return best < sizeof subprotos / sizeof subprotos[0] ? subprotos[best].proto
-                                                          : SG_SUBPROTO_NONE;
+    return best < sizeof subprotos / sizeof subprotos[0] ? subprotos[best].proto : SG_SUBPROTO_NONE;
 }
 
 void sg_ws_handshake(const struct sg_http_request *req, const struct sg_ws_policy *policy,

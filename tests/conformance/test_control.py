@@ -1,12 +1,13 @@
 """Autobahn group 2 (pings and pongs) and group 7 (close handling), over ws and wss."""
 
+import socket
 import struct
 import time
 
 import pytest
 
 from .conftest import CLOSE_TIMEOUT_MS, scale
-from .util import OP_BINARY, OP_PING, OP_PONG, OP_TEXT, assert_message, echo_roundtrip, expect_close, payload
+from .util import OP_BINARY, OP_PING, OP_PONG, OP_TEXT, echo_roundtrip, expect_close, payload
 from .wsraw import OP_CLOSE, OP_CONT, close_payload, frame
 
 # ---- group 2: pings and pongs
@@ -239,3 +240,13 @@ def test_server_closes_tcp_within_close_timeout(target):
         t = c.wait_eof(timeout=scale(CLOSE_TIMEOUT_MS / 1000 + 2))
         assert t is not None, "server never closed TCP"
         assert time.monotonic() - t0 <= scale(CLOSE_TIMEOUT_MS / 1000 + 0.5)
+
+
+def test_close_then_client_half_close(target):
+    """The client sends close and shuts down its write side at once (TCP half-close):
+    the server still answers with its close frame, then closes TCP."""
+    with target.ws() as c:
+        c.send_close(1000, b"half")
+        # socket.socket.shutdown: SSLSocket.shutdown would drop the TLS layer
+        socket.socket.shutdown(c.sock, socket.SHUT_WR)
+        expect_close(c, 1000)

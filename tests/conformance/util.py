@@ -3,9 +3,11 @@
 import functools
 import random
 
-from . import wsraw
 from .conftest import scale
-from .wsraw import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT  # noqa: F401
+from .wsraw import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT
+
+__all__ = ["OP_BINARY", "OP_CLOSE", "OP_PING", "OP_PONG", "OP_TEXT", "utf8_text", "binary_data",
+           "payload", "assert_message", "echo_roundtrip", "expect_close"]
 
 # one character of each UTF-8 length: a, é, €, 😀
 _CHARS = ["a", "\u00e9", "\u20ac", "\U0001F600", "z", "\u03ba", "\u6f22", "\U00010348"]

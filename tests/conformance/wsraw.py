@@ -181,6 +181,7 @@ class Conn:
         return True
 
     send_failed = False
+    closed_by = "EOF"
 
     def _fill(self, deadline):
         """Receive more bytes into buf; raise Timeout or ConnectionClosed."""
@@ -194,8 +195,11 @@ class Conn:
             chunk = self.sock.recv(262144)
         except (socket.timeout, TimeoutError):
             raise Timeout() from None
-        except (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError) as e:
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError) as e:
+            # ssl.SSLError: a fatal TLS alert (e.g. OpenSSL 3's decode_error on a
+            # peer's FIN without close_notify) ends the connection just the same
             self.eof = True
+            self.closed_by = repr(e)
             raise ConnectionClosed(repr(e)) from None
         if not chunk:
             self.eof = True

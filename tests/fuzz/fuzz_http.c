@@ -23,7 +23,7 @@ static const struct sg_http_limits tight = {40, 4, 48};
 
 static const char *const paths[] = {"/", "/ws", "/stomp", NULL};
 static const char *const origins[] = {"https://example.com", "http://127.0.0.1:8181",
-                                     "http://localhost:8181", NULL};
+                                      "http://localhost:8181", NULL};
 static const struct sg_ws_policy policy = {paths, origins, 1};
 
 #define CHECK(cond)                                                                                \
@@ -75,7 +75,8 @@ static void check_request(const char *buf, size_t head, const struct sg_http_req
     CHECK(head <= lim.max_header_bytes);
     CHECK(req->method >= buf && req->method + req->method_len <= buf + head);
     CHECK(req->method_len > 0);
-    for (size_t i = 0; i < req->method_len; i++) CHECK(is_tchar((unsigned char)req->method[i]));
+    for (size_t i = 0; i < req->method_len; i++)
+        CHECK(is_tchar((unsigned char)req->method[i]));
     CHECK(req->target >= buf && req->target + req->target_len <= buf + head);
     CHECK(req->target_len > 0 && req->target_len < lim.max_request_line);
     for (size_t i = 0; i < req->target_len; i++)
@@ -87,7 +88,8 @@ static void check_request(const char *buf, size_t head, const struct sg_http_req
         CHECK(hd->name >= buf && hd->name + hd->name_len <= buf + head);
         CHECK(hd->value >= buf && hd->value + hd->value_len <= buf + head);
         CHECK(hd->name_len > 0);
-        for (size_t i = 0; i < hd->name_len; i++) CHECK(is_tchar((unsigned char)hd->name[i]));
+        for (size_t i = 0; i < hd->name_len; i++)
+            CHECK(is_tchar((unsigned char)hd->name[i]));
         for (size_t i = 0; i < hd->value_len; i++) {
             unsigned char c = (unsigned char)hd->value[i];
             CHECK(c == '\t' || (c >= 0x20 && c != 0x7f));
@@ -147,7 +149,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Every strict prefix for small inputs; for larger ones, the prefixes
      * around each line ending plus a stride, to keep the run fast. */
     if (size <= 256) {
-        for (size_t p = 0; p < size; p++) check_prefix(data, p, &lim, whole, whole_status);
+        for (size_t p = 0; p < size; p++)
+            check_prefix(data, p, &lim, whole, whole_status);
     } else {
         for (size_t p = 0; p < size; p++) {
             int near_eol = data[p] == '\n' || data[p] == '\r' ||
@@ -156,9 +159,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 check_prefix(data, p, &lim, whole, whole_status);
         }
         /* the bounds' edges */
-        size_t edges[] = {lim.max_request_line, lim.max_request_line + 1,
-                          lim.max_request_line + 2, lim.max_header_bytes,
-                          lim.max_header_bytes + 1};
+        size_t edges[] = {lim.max_request_line, lim.max_request_line + 1, lim.max_request_line + 2,
+                          lim.max_header_bytes, lim.max_header_bytes + 1};
         for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++)
             if (edges[i] < size) check_prefix(data, edges[i], &lim, whole, whole_status);
     }

@@ -60,7 +60,8 @@ struct fz {
 static void mix(struct fz *f, const void *p, size_t n)
 {
     const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) f->hash = (f->hash ^ b[i]) * 1099511628211ULL;
+    for (size_t i = 0; i < n; i++)
+        f->hash = (f->hash ^ b[i]) * 1099511628211ULL;
     f->events++;
 }
 
@@ -100,7 +101,8 @@ static void op_send(void *ctx, const uint8_t *p, size_t len)
         CHECK(f->connected_sent);
         CHECK(sg_stomp_header(fr, "receipt-id") != NULL);
         break;
-    default: CHECK(0);
+    default:
+        CHECK(0);
     }
     mix(f, &fr->cmd, sizeof fr->cmd);
     for (size_t i = 0; i < fr->num_headers; i++) {
@@ -159,11 +161,18 @@ static int op_relay(void *ctx, const struct sg_action *act, const char **errmsg)
         CHECK(act->destination && *act->destination && act->sub_id);
         CHECK(act->ack_mode <= SG_ACK_CLIENT_INDIVIDUAL);
         break;
-    case SG_ACT_UNSUBSCRIBE: CHECK(act->sub_id); break;
-    case SG_ACT_SEND: CHECK(act->destination && *act->destination); break;
+    case SG_ACT_UNSUBSCRIBE:
+        CHECK(act->sub_id);
+        break;
+    case SG_ACT_SEND:
+        CHECK(act->destination && *act->destination);
+        break;
     case SG_ACT_ACK:
-    case SG_ACT_NACK: CHECK(act->ack_id); break;
-    default: CHECK(0);
+    case SG_ACT_NACK:
+        CHECK(act->ack_id);
+        break;
+    default:
+        CHECK(0);
     }
     mix(f, &act->type, sizeof act->type);
     mix_str(f, act->destination);

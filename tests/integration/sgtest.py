@@ -276,8 +276,9 @@ class Daemon:
         return "\n".join(self.log().splitlines()[-n:])
 
     def _fail(self, why):
+        # the last 200 lines are printed at teardown; the message keeps the end in view
         pytest.fail(f"{self.name} (pid {self.pid}) {why}\n----- {self.log_path} (last"
-                    f" {LOG_TAIL_LINES} lines) -----\n{self.log_tail()}", pytrace=False)
+                    f" 30 lines) -----\n{self.log_tail(30)}", pytrace=False)
 
     def wait_log(self, pattern, timeout=10, flags=re.I):
         """Wait until the log matches the regex pattern; returns the match. Fails the test

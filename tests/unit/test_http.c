@@ -58,18 +58,20 @@ static const struct http_case cases[] = {
     {"mixed CRLF and LF", S("GET / HTTP/1.1\r\nHost: a\n\r\n"), NULL, WHOLE, 0, NULL},
     {"no headers", S("GET / HTTP/1.1\r\n\r\n"), NULL, WHOLE, 0, NULL},
     {"HTTP/1.0", S("GET / HTTP/1.0\r\n\r\n"), NULL, WHOLE, 0, NULL},
-    {"empty lines before request line", S("\r\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"), NULL, WHOLE, 0, NULL},
+    {"empty lines before request line", S("\r\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"), NULL, WHOLE,
+     0, NULL},
     {"bytes after the head", S("GET / HTTP/1.1\r\nHost: a\r\n\r\nbody"), NULL, 27, 0, NULL},
     {"pipelined second request", S("GET / HTTP/1.1\n\nGET /x HTTP/1.1\n\n"), NULL, 16, 0, NULL},
     {"obs-text in value", S("GET / HTTP/1.1\r\nX: caf\xc3\xa9\r\n\r\n"), NULL, WHOLE, 0, NULL},
     {"empty value", S("GET / HTTP/1.1\r\nX:\r\n\r\n"), NULL, WHOLE, 0, NULL},
     {"tab in value", S("GET / HTTP/1.1\r\nX:\ta\tb\t\r\n\r\n"), NULL, WHOLE, 0, NULL},
-    {"token chars in method and name", S("M-._~!#$%&'*+^`|9 / HTTP/1.1\r\nX-!#$%&'*+.^_`|~: v\r\n\r\n"),
-     NULL, WHOLE, 0, NULL},
+    {"token chars in method and name",
+     S("M-._~!#$%&'*+^`|9 / HTTP/1.1\r\nX-!#$%&'*+.^_`|~: v\r\n\r\n"), NULL, WHOLE, 0, NULL},
     {"request line exactly at the limit", /* 64 bytes */
-     S("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n"), &small_lim, WHOLE, 0, NULL},
-    {"4 headers with max 4", S("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n"), &small_lim,
+     S("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n"), &small_lim,
      WHOLE, 0, NULL},
+    {"4 headers with max 4", S("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n"),
+     &small_lim, WHOLE, 0, NULL},
 
     /* incomplete */
     {"no blank line yet", S("GET / HTTP/1.1\r\nHost: a\r\n"), NULL, SG_AGAIN, 0, NULL},
@@ -81,18 +83,25 @@ static const struct http_case cases[] = {
      S("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
      &small_lim, SG_ELINE, 414, "request line too long"},
     {"request line one over the limit", /* 65 bytes */
-     S("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n"), &small_lim, SG_ELINE, 414, "request line too long"},
+     S("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n"), &small_lim,
+     SG_ELINE, 414, "request line too long"},
     {"request line too long and malformed",
-     S("G\x01T /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n"),
+     S("G\x01T /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa "
+       "HTTP/1.1\r\n\r\n"),
      &small_lim, SG_ELINE, 414, "request line too long"},
     /* with both bounds near, the answer is the bound a byte-by-byte reader
      * hits first, the same for the whole line as for its prefixes */
     {"head bound before line bound", /* the empty line makes the head cross 64 first */
-     S("\r\nGET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n"), &tight_lim, SG_ETOOBIG, 431, "too large"},
-    {"line bound before head bound", S("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n"), &tight_lim, SG_ELINE, 414,
-     "request line too long"},
+     S("\r\nGET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa "
+       "HTTP/1.1\r\n\r\n"),
+     &tight_lim, SG_ETOOBIG, 431, "too large"},
+    {"line bound before head bound",
+     S("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa "
+       "HTTP/1.1\r\n\r\n"),
+     &tight_lim, SG_ELINE, 414, "request line too long"},
     {"bare CR at the limit", /* byte 65 is a CR that might have been the line's end */
-     S("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\rb HTTP/1.1\r\n\r\n"), &tight_lim, SG_ETOOBIG, 431, "too large"},
+     S("GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\rb HTTP/1.1\r\n\r\n"),
+     &tight_lim, SG_ETOOBIG, 431, "too large"},
     {"5 headers with max 4", S("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n"),
      &small_lim, SG_ETOOMANY, 431, "too many header fields"},
     {"head over max_header_bytes",
@@ -130,11 +139,13 @@ static const struct http_case cases[] = {
     {"double space", S("GET  / HTTP/1.1\r\n\r\n"), NULL, SG_EHTTP, 400, "request target"},
     {"trailing space", S("GET / HTTP/1.1 \r\n\r\n"), NULL, SG_EHTTP, 400, "HTTP version"},
     {"space in target", S("GET /a b HTTP/1.1\r\n\r\n"), NULL, SG_EHTTP, 400, "HTTP version"},
-    {"non-ASCII target", S("GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n"), NULL, SG_EHTTP, 400, "request target"},
+    {"non-ASCII target", S("GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n"), NULL, SG_EHTTP, 400,
+     "request target"},
     {"non-token method", S("G@T / HTTP/1.1\r\n\r\n"), NULL, SG_EHTTP, 400, "method"},
     {"empty method", S(" / HTTP/1.1\r\n\r\n"), NULL, SG_EHTTP, 400, "method"},
     {"tab separator", S("GET\t/ HTTP/1.1\r\n\r\n"), NULL, SG_EHTTP, 400, "method"},
-    {"bare CR in request line", S("GET /\r HTTP/1.1\r\n\r\n"), NULL, SG_EHTTP, 400, "request target"},
+    {"bare CR in request line", S("GET /\r HTTP/1.1\r\n\r\n"), NULL, SG_EHTTP, 400,
+     "request target"},
     {"NUL in method", S("G\0T / HTTP/1.1\r\n\r\n"), NULL, SG_EHTTP, 400, "method"},
     {"NUL in target", S("GET /\0 HTTP/1.1\r\n\r\n"), NULL, SG_EHTTP, 400, "request target"},
     {"NUL in version", S("GET / HTTP/1.\0\r\n\r\n"), NULL, SG_EHTTP, 400, "HTTP version"},
@@ -142,17 +153,26 @@ static const struct http_case cases[] = {
      SG_EHTTP, 400, "HTTP version"},
 
     /* malformed header lines */
-    {"space before colon", S("GET / HTTP/1.1\r\nHost : a\r\n\r\n"), NULL, SG_EHTTP, 400, "whitespace before header colon"},
-    {"tab before colon", S("GET / HTTP/1.1\r\nHost\t: a\r\n\r\n"), NULL, SG_EHTTP, 400, "whitespace before header colon"},
+    {"space before colon", S("GET / HTTP/1.1\r\nHost : a\r\n\r\n"), NULL, SG_EHTTP, 400,
+     "whitespace before header colon"},
+    {"tab before colon", S("GET / HTTP/1.1\r\nHost\t: a\r\n\r\n"), NULL, SG_EHTTP, 400,
+     "whitespace before header colon"},
     {"obs-fold", S("GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n"), NULL, SG_EHTTP, 400, "line folding"},
-    {"obs-fold with tab", S("GET / HTTP/1.1\r\nX: a\r\n\tb\r\n\r\n"), NULL, SG_EHTTP, 400, "line folding"},
-    {"whitespace before first header", S("GET / HTTP/1.1\r\n Host: a\r\n\r\n"), NULL, SG_EHTTP, 400, "line folding"},
-    {"whitespace-only line", S("GET / HTTP/1.1\r\nHost: a\r\n \r\n\r\n"), NULL, SG_EHTTP, 400, "line folding"},
-    {"NUL in value", S("GET / HTTP/1.1\r\nX: a\0b\r\n\r\n"), NULL, SG_EHTTP, 400, "control character"},
+    {"obs-fold with tab", S("GET / HTTP/1.1\r\nX: a\r\n\tb\r\n\r\n"), NULL, SG_EHTTP, 400,
+     "line folding"},
+    {"whitespace before first header", S("GET / HTTP/1.1\r\n Host: a\r\n\r\n"), NULL, SG_EHTTP, 400,
+     "line folding"},
+    {"whitespace-only line", S("GET / HTTP/1.1\r\nHost: a\r\n \r\n\r\n"), NULL, SG_EHTTP, 400,
+     "line folding"},
+    {"NUL in value", S("GET / HTTP/1.1\r\nX: a\0b\r\n\r\n"), NULL, SG_EHTTP, 400,
+     "control character"},
     {"NUL in name", S("GET / HTTP/1.1\r\nX\0: a\r\n\r\n"), NULL, SG_EHTTP, 400, "header name"},
-    {"CTL in value", S("GET / HTTP/1.1\r\nX: a\x01\r\n\r\n"), NULL, SG_EHTTP, 400, "control character"},
-    {"DEL in value", S("GET / HTTP/1.1\r\nX: a\x7f\r\n\r\n"), NULL, SG_EHTTP, 400, "control character"},
-    {"bare CR in value", S("GET / HTTP/1.1\r\nX: a\rb\r\n\r\n"), NULL, SG_EHTTP, 400, "control character"},
+    {"CTL in value", S("GET / HTTP/1.1\r\nX: a\x01\r\n\r\n"), NULL, SG_EHTTP, 400,
+     "control character"},
+    {"DEL in value", S("GET / HTTP/1.1\r\nX: a\x7f\r\n\r\n"), NULL, SG_EHTTP, 400,
+     "control character"},
+    {"bare CR in value", S("GET / HTTP/1.1\r\nX: a\rb\r\n\r\n"), NULL, SG_EHTTP, 400,
+     "control character"},
     {"CR CR LF", S("GET / HTTP/1.1\r\nX: a\r\r\n\r\n"), NULL, SG_EHTTP, 400, "control character"},
     {"no colon", S("GET / HTTP/1.1\r\nHost a\r\n\r\n"), NULL, SG_EHTTP, 400, "without colon"},
     {"space inside name", S("GET / HTTP/1.1\r\nHo st: a\r\n\r\n"), NULL, SG_EHTTP, 400,
@@ -160,7 +180,8 @@ static const struct http_case cases[] = {
     {"name only", S("GET / HTTP/1.1\r\nHost\r\n\r\n"), NULL, SG_EHTTP, 400, "without colon"},
     {"empty name", S("GET / HTTP/1.1\r\n: a\r\n\r\n"), NULL, SG_EHTTP, 400, "empty header name"},
     {"non-token name", S("GET / HTTP/1.1\r\nX/Y: a\r\n\r\n"), NULL, SG_EHTTP, 400, "header name"},
-    {"malformed line in an incomplete head", S("GET / HTTP/1.1\r\nHost : a\r\nX: "), NULL, SG_EHTTP, 400, "whitespace before header colon"},
+    {"malformed line in an incomplete head", S("GET / HTTP/1.1\r\nHost : a\r\nX: "), NULL, SG_EHTTP,
+     400, "whitespace before header colon"},
 };
 
 static ssize_t parse_copy(const char *raw, size_t len, const struct sg_http_limits *lim,
@@ -177,9 +198,8 @@ static ssize_t parse_copy(const char *raw, size_t len, const struct sg_http_limi
 
 /* The three ways of feeding; returns the whole result, leaves req parsed
  * from raw itself (so its views stay valid while raw does). */
-static ssize_t feed(const char *name, const char *raw, size_t len,
-                    const struct sg_http_limits *lim, long want, int want_status, const char *why,
-                    struct sg_http_request *req)
+static ssize_t feed(const char *name, const char *raw, size_t len, const struct sg_http_limits *lim,
+                    long want, int want_status, const char *why, struct sg_http_request *req)
 {
     ssize_t expect = want == WHOLE ? (ssize_t)len : (ssize_t)want;
     int status;
@@ -297,7 +317,8 @@ static void test_ows_trimmed(void **state)
 static size_t many_headers(char *out, size_t cap, size_t n)
 {
     size_t o = (size_t)snprintf(out, cap, "GET / HTTP/1.1\r\n");
-    for (size_t i = 0; i < n; i++) o += (size_t)snprintf(out + o, cap - o, "H%zu: v\r\n", i);
+    for (size_t i = 0; i < n; i++)
+        o += (size_t)snprintf(out + o, cap - o, "H%zu: v\r\n", i);
     o += (size_t)snprintf(out + o, cap - o, "\r\n");
     assert_true(o < cap);
     return o;
@@ -313,10 +334,12 @@ static void test_header_count_limit(void **state)
     size_t len = many_headers(raw, sizeof raw, 100);
     assert_int_equal(feed("100 headers", raw, len, &lim, WHOLE, 0, NULL, &req), len);
     assert_int_equal(req.num_headers, 100);
-    assert_int_equal(feed("100 headers, default limits", raw, len, NULL, WHOLE, 0, NULL, &req), len);
+    assert_int_equal(feed("100 headers, default limits", raw, len, NULL, WHOLE, 0, NULL, &req),
+                     len);
 
     len = many_headers(raw, sizeof raw, 101);
-    assert_int_equal(feed("101 headers", raw, len, &lim, SG_ETOOMANY, 431, "too many", &req), SG_ETOOMANY);
+    assert_int_equal(feed("101 headers", raw, len, &lim, SG_ETOOMANY, 431, "too many", &req),
+                     SG_ETOOMANY);
     assert_int_equal(req.error_status, 431);
     assert_int_equal(sg_http_parse_request(raw, len, &req, NULL), SG_ETOOMANY);
 
@@ -510,10 +533,14 @@ int main(void)
     for (size_t i = 0; i < N; i++)
         table[i] = (struct CMUnitTest){cases[i].name, test_case, NULL, NULL, (void *)&cases[i]};
     const struct CMUnitTest others[] = {
-        cmocka_unit_test(test_fields),      cmocka_unit_test(test_ows_trimmed),
-        cmocka_unit_test(test_header_count_limit), cmocka_unit_test(test_default_limits),
-        cmocka_unit_test(test_list_has),    cmocka_unit_test(test_path),
-        cmocka_unit_test(test_mime),        cmocka_unit_test(test_reason),
+        cmocka_unit_test(test_fields),
+        cmocka_unit_test(test_ows_trimmed),
+        cmocka_unit_test(test_header_count_limit),
+        cmocka_unit_test(test_default_limits),
+        cmocka_unit_test(test_list_has),
+        cmocka_unit_test(test_path),
+        cmocka_unit_test(test_mime),
+        cmocka_unit_test(test_reason),
     };
     int failed = _cmocka_run_group_tests("http requests", table, N, NULL, NULL);
     failed += cmocka_run_group_tests_name("http", others, NULL, NULL);

@@ -30,7 +30,8 @@ static void t_putc(struct sg_text *t, char c)
 
 static void t_puts(struct sg_text *t, const char *s)
 {
-    while (*s) t_putc(t, *s++);
+    while (*s)
+        t_putc(t, *s++);
 }
 
 /* bytes with \n \r \0 \\ and \xNN shown as escapes */
@@ -40,10 +41,18 @@ static void t_bytes(struct sg_text *t, const void *p, size_t n)
     for (size_t i = 0; i < n; i++) {
         char tmp[8];
         switch (b[i]) {
-        case '\n': t_puts(t, "\\n"); break;
-        case '\r': t_puts(t, "\\r"); break;
-        case '\0': t_puts(t, "\\0"); break;
-        case '\\': t_puts(t, "\\\\"); break;
+        case '\n':
+            t_puts(t, "\\n");
+            break;
+        case '\r':
+            t_puts(t, "\\r");
+            break;
+        case '\0':
+            t_puts(t, "\\0");
+            break;
+        case '\\':
+            t_puts(t, "\\\\");
+            break;
         default:
             if (b[i] < 0x20 || b[i] >= 0x7f) {
                 snprintf(tmp, sizeof tmp, "\\x%02x", b[i]);
@@ -159,7 +168,8 @@ static void check_vec(const struct vec *v)
     /* whole */
     cuts[0] = v->len;
     run_chunks(v, cuts, 1, &t);
-    if (strcmp(t.s, v->want) != 0) fail_msg("%s (whole):\n got  %s\n want %s", v->name, t.s, v->want);
+    if (strcmp(t.s, v->want) != 0)
+        fail_msg("%s (whole):\n got  %s\n want %s", v->name, t.s, v->want);
 
     /* split at every boundary */
     for (size_t k = 0; k <= v->len; k++) {
@@ -173,7 +183,8 @@ static void check_vec(const struct vec *v)
     /* one byte at a time */
     size_t *one = malloc((v->len + 1) * sizeof *one);
     assert_non_null(one);
-    for (size_t k = 0; k < v->len; k++) one[k] = k + 1;
+    for (size_t k = 0; k < v->len; k++)
+        one[k] = k + 1;
     run_chunks(v, one, v->len, &t);
     free(one);
     if (strcmp(t.s, v->want) != 0)
@@ -182,7 +193,8 @@ static void check_vec(const struct vec *v)
 
 static void check_vecs(const struct vec *v, size_t n)
 {
-    for (size_t i = 0; i < n; i++) check_vec(&v[i]);
+    for (size_t i = 0; i < n; i++)
+        check_vec(&v[i]);
 }
 
 #define LIM(f, h, l, b)                                                                            \
@@ -194,16 +206,36 @@ static void check_vecs(const struct vec *v, size_t n)
 /* decoder vectors */
 
 static const struct vec v_commands[] = {
-    {"CONNECT", IN("CONNECT\naccept-version:1.2\nhost:/\n\n\0"), 0, 0, {0},
+    {"CONNECT",
+     IN("CONNECT\naccept-version:1.2\nhost:/\n\n\0"),
+     0,
+     0,
+     {0},
      "CONNECT{accept-version=1.2}{host=/}[] "},
-    {"STOMP", IN("STOMP\naccept-version:1.2\nhost:/\n\n\0"), 0, 0, {0},
+    {"STOMP",
+     IN("STOMP\naccept-version:1.2\nhost:/\n\n\0"),
+     0,
+     0,
+     {0},
      "STOMP{accept-version=1.2}{host=/}[] "},
-    {"SEND", IN("SEND\ndestination:/queue/a\n\nhello\0"), 0, 0, {0},
+    {"SEND",
+     IN("SEND\ndestination:/queue/a\n\nhello\0"),
+     0,
+     0,
+     {0},
      "SEND{destination=/queue/a}[hello] "},
-    {"SUBSCRIBE", IN("SUBSCRIBE\nid:0\ndestination:/queue/a\nack:client\n\n\0"), 0, 0, {0},
+    {"SUBSCRIBE",
+     IN("SUBSCRIBE\nid:0\ndestination:/queue/a\nack:client\n\n\0"),
+     0,
+     0,
+     {0},
      "SUBSCRIBE{id=0}{destination=/queue/a}{ack=client}[] "},
     {"UNSUBSCRIBE", IN("UNSUBSCRIBE\nid:0\n\n\0"), 0, 0, {0}, "UNSUBSCRIBE{id=0}[] "},
-    {"ACK", IN("ACK\nid:12345\ntransaction:tx1\n\n\0"), 0, 0, {0},
+    {"ACK",
+     IN("ACK\nid:12345\ntransaction:tx1\n\n\0"),
+     0,
+     0,
+     {0},
      "ACK{id=12345}{transaction=tx1}[] "},
     {"NACK", IN("NACK\nid:12345\n\n\0"), 0, 0, {0}, "NACK{id=12345}[] "},
     {"BEGIN", IN("BEGIN\ntransaction:tx1\n\n\0"), 0, 0, {0}, "BEGIN{transaction=tx1}[] "},
@@ -211,8 +243,12 @@ static const struct vec v_commands[] = {
     {"ABORT", IN("ABORT\ntransaction:tx1\n\n\0"), 0, 0, {0}, "ABORT{transaction=tx1}[] "},
     {"DISCONNECT", IN("DISCONNECT\nreceipt:77\n\n\0"), 0, 0, {0}, "DISCONNECT{receipt=77}[] "},
     {"CONNECTED", IN("CONNECTED\nversion:1.2\n\n\0"), 0, 0, {0}, "CONNECTED{version=1.2}[] "},
-    {"MESSAGE", IN("MESSAGE\nsubscription:0\nmessage-id:007\ndestination:/queue/a\n\nhi\0"), 0,
-     0, {0}, "MESSAGE{subscription=0}{message-id=007}{destination=/queue/a}[hi] "},
+    {"MESSAGE",
+     IN("MESSAGE\nsubscription:0\nmessage-id:007\ndestination:/queue/a\n\nhi\0"),
+     0,
+     0,
+     {0},
+     "MESSAGE{subscription=0}{message-id=007}{destination=/queue/a}[hi] "},
     {"RECEIPT", IN("RECEIPT\nreceipt-id:77\n\n\0"), 0, 0, {0}, "RECEIPT{receipt-id=77}[] "},
     {"ERROR", IN("ERROR\nmessage:bad\n\noops\0"), 0, 0, {0}, "ERROR{message=bad}[oops] "},
     {"no headers", IN("DISCONNECT\n\n\0"), 0, 0, {0}, "DISCONNECT[] "},
@@ -226,15 +262,35 @@ static void test_commands(void **state)
 
 static const struct vec v_book[] = {
     /* the O'Reilly book's client: space after the colon, body "\n\n" */
-    {"book CONNECT", IN("CONNECT\nlogin: websockets\npasscode: rabbitmq\n\n\n\n\0"), 0, 0, {0},
+    {"book CONNECT",
+     IN("CONNECT\nlogin: websockets\npasscode: rabbitmq\n\n\n\n\0"),
+     0,
+     0,
+     {0},
      "CONNECT{login= websockets}{passcode= rabbitmq}[\\n\\n] "},
-    {"book CONNECT 1.0 trim", IN("CONNECT\nlogin: websockets\npasscode: rabbitmq\n\n\n\n\0"), 10,
-     1, {0}, "CONNECT{login=websockets}{passcode=rabbitmq}[\\n\\n] "},
-    {"book SUBSCRIBE", IN("SUBSCRIBE\ndestination: /queue/stocks.AAPL\n\n\n\n\0"), 10, 1, {0},
+    {"book CONNECT 1.0 trim",
+     IN("CONNECT\nlogin: websockets\npasscode: rabbitmq\n\n\n\n\0"),
+     10,
+     1,
+     {0},
+     "CONNECT{login=websockets}{passcode=rabbitmq}[\\n\\n] "},
+    {"book SUBSCRIBE",
+     IN("SUBSCRIBE\ndestination: /queue/stocks.AAPL\n\n\n\n\0"),
+     10,
+     1,
+     {0},
      "SUBSCRIBE{destination=/queue/stocks.AAPL}[\\n\\n] "},
-    {"book DISCONNECT", IN("DISCONNECT\n\n\nundefined\n\0"), 0, 0, {0},
+    {"book DISCONNECT",
+     IN("DISCONNECT\n\n\nundefined\n\0"),
+     0,
+     0,
+     {0},
      "DISCONNECT[\\nundefined\\n] "},
-    {"book DISCONNECT 1.0", IN("DISCONNECT\n\n\nundefined\n\0"), 10, 1, {0},
+    {"book DISCONNECT 1.0",
+     IN("DISCONNECT\n\n\nundefined\n\0"),
+     10,
+     1,
+     {0},
      "DISCONNECT[\\nundefined\\n] "},
 };
 
@@ -259,7 +315,11 @@ static void test_trim(void **state)
 }
 
 static const struct vec v_escape[] = {
-    {"1.0 literal", IN("SEND\nk:a\\nb\\cc\\\\d\\t\n\n\0"), 10, 0, {0},
+    {"1.0 literal",
+     IN("SEND\nk:a\\nb\\cc\\\\d\\t\n\n\0"),
+     10,
+     0,
+     {0},
      "SEND{k=a\\\\nb\\\\cc\\\\\\\\d\\\\t}[] "},
     {"1.1 escapes", IN("SEND\nk:a\\nb\\cc\\\\d\n\n\0"), 11, 0, {0}, "SEND{k=a\\nb:c\\\\d}[] "},
     {"1.1 no \\r", IN("SEND\nk:a\\rb\n\n\0"), 11, 0, {0}, "ERR(-105,invalid header escape)"},
@@ -267,13 +327,20 @@ static const struct vec v_escape[] = {
     {"1.2 all", IN("SEND\nk:\\r\\n\\c\\\\\n\n\0"), 12, 0, {0}, "SEND{k=\\r\\n:\\\\}[] "},
     {"escaped key", IN("SEND\na\\cb\\nc:v\n\n\0"), 12, 0, {0}, "SEND{a:b\\nc=v}[] "},
     {"\\t invalid", IN("SEND\nk:a\\tb\n\n\0"), 12, 0, {0}, "ERR(-105,invalid header escape)"},
-    {"trailing backslash", IN("SEND\nk:ab\\\n\n\0"), 12, 0, {0},
-     "ERR(-105,invalid header escape)"},
+    {"trailing backslash", IN("SEND\nk:ab\\\n\n\0"), 12, 0, {0}, "ERR(-105,invalid header escape)"},
     {"bad escape in key", IN("SEND\nk\\x:v\n\n\0"), 11, 0, {0}, "ERR(-105,invalid header escape)"},
-    {"CONNECT never", IN("CONNECT\nlogin:a\\tb\\n\n\n\0"), 12, 0, {0},
+    {"CONNECT never",
+     IN("CONNECT\nlogin:a\\tb\\n\n\n\0"),
+     12,
+     0,
+     {0},
      "CONNECT{login=a\\\\tb\\\\n}[] "},
     {"STOMP never", IN("STOMP\nlogin:a\\c\n\n\0"), 12, 0, {0}, "STOMP{login=a\\\\c}[] "},
-    {"CONNECTED never", IN("CONNECTED\nserver:x\\y\n\n\0"), 12, 0, {0},
+    {"CONNECTED never",
+     IN("CONNECTED\nserver:x\\y\n\n\0"),
+     12,
+     0,
+     {0},
      "CONNECTED{server=x\\\\y}[] "},
     {"colon in value kept", IN("SEND\nk:a:b\n\n\0"), 12, 0, {0}, "SEND{k=a:b}[] "},
     {"body not unescaped", IN("SEND\n\na\\nb\0"), 12, 0, {0}, "SEND[a\\\\nb] "},
@@ -286,7 +353,11 @@ static void test_escape(void **state)
 }
 
 static const struct vec v_crlf[] = {
-    {"CRLF everywhere", IN("SEND\r\nk:v\r\nk2:v2\r\n\r\nbody\0"), 0, 0, {0},
+    {"CRLF everywhere",
+     IN("SEND\r\nk:v\r\nk2:v2\r\n\r\nbody\0"),
+     0,
+     0,
+     {0},
      "SEND{k=v}{k2=v2}[body] "},
     {"CRLF blank line only", IN("SEND\nk:v\n\r\nbody\0"), 0, 0, {0}, "SEND{k=v}[body] "},
     {"CR inside value kept", IN("SEND\nk:a\rb\n\n\0"), 11, 0, {0}, "SEND{k=a\\rb}[] "},
@@ -302,13 +373,20 @@ static void test_crlf(void **state)
 }
 
 static const struct vec v_headers[] = {
-    {"repeated kept in order", IN("MESSAGE\nfoo:World\nfoo:Hello\n\n\0"), 0, 0, {0},
+    {"repeated kept in order",
+     IN("MESSAGE\nfoo:World\nfoo:Hello\n\n\0"),
+     0,
+     0,
+     {0},
      "MESSAGE{foo=World}{foo=Hello}[] "},
-    {"repeated content-length first wins", IN("SEND\ncontent-length:3\ncontent-length:9\n\nabc\0"),
-     0, 0, {0}, "SEND{content-length=3}{content-length=9}[abc] "},
+    {"repeated content-length first wins",
+     IN("SEND\ncontent-length:3\ncontent-length:9\n\nabc\0"),
+     0,
+     0,
+     {0},
+     "SEND{content-length=3}{content-length=9}[abc] "},
     {"empty value", IN("SEND\nk:\n\n\0"), 0, 0, {0}, "SEND{k=}[] "},
-    {"missing colon", IN("SEND\nnocolon\n\n\0"), 0, 0, {0},
-     "ERR(-105,header line without colon)"},
+    {"missing colon", IN("SEND\nnocolon\n\n\0"), 0, 0, {0}, "ERR(-105,header line without colon)"},
     {"empty key 1.2", IN("SEND\n:v\n\n\0"), 12, 0, {0}, "ERR(-105,empty header name)"},
     {"empty key 1.1", IN("SEND\n:v\n\n\0"), 11, 0, {0}, "ERR(-105,empty header name)"},
     {"empty key 1.0", IN("SEND\n:v\n\n\0"), 10, 0, {0}, "SEND{=v}[] "},
@@ -330,29 +408,74 @@ static void test_headers(void **state)
 }
 
 static const struct vec v_length[] = {
-    {"embedded NULs", IN("SEND\ncontent-length:5\n\na\0b\0c\0"), 0, 0, {0},
+    {"embedded NULs",
+     IN("SEND\ncontent-length:5\n\na\0b\0c\0"),
+     0,
+     0,
+     {0},
      "SEND{content-length=5}[a\\0b\\0c] "},
     {"zero", IN("SEND\ncontent-length:0\n\n\0"), 0, 0, {0}, "SEND{content-length=0}[] "},
-    {"leading zeros", IN("SEND\ncontent-length:002\n\nab\0"), 0, 0, {0},
+    {"leading zeros",
+     IN("SEND\ncontent-length:002\n\nab\0"),
+     0,
+     0,
+     {0},
      "SEND{content-length=002}[ab] "},
-    {"no NUL after", IN("SEND\ncontent-length:2\n\nabc\0"), 0, 0, {0},
+    {"no NUL after",
+     IN("SEND\ncontent-length:2\n\nabc\0"),
+     0,
+     0,
+     {0},
      "ERR(-105,frame not terminated by NUL after content-length)"},
-    {"zero, no NUL after", IN("SEND\ncontent-length:0\n\nx\0"), 0, 0, {0},
+    {"zero, no NUL after",
+     IN("SEND\ncontent-length:0\n\nx\0"),
+     0,
+     0,
+     {0},
      "ERR(-105,frame not terminated by NUL after content-length)"},
     {"shorter than the NUL", IN("SEND\ncontent-length:4\n\nab\0"), 0, 0, {0}, ""},
-    {"letters", IN("SEND\ncontent-length:abc\n\n\0"), 0, 0, {0}, "ERR(-105,invalid content-length)"},
-    {"negative", IN("SEND\ncontent-length:-1\n\n\0"), 0, 0, {0},
+    {"letters",
+     IN("SEND\ncontent-length:abc\n\n\0"),
+     0,
+     0,
+     {0},
+     "ERR(-105,invalid content-length)"},
+    {"negative",
+     IN("SEND\ncontent-length:-1\n\n\0"),
+     0,
+     0,
+     {0},
      "ERR(-105,invalid content-length)"},
     {"empty", IN("SEND\ncontent-length:\n\n\0"), 0, 0, {0}, "ERR(-105,invalid content-length)"},
-    {"space no trim", IN("SEND\ncontent-length: 1\n\nx\0"), 12, 0, {0},
+    {"space no trim",
+     IN("SEND\ncontent-length: 1\n\nx\0"),
+     12,
+     0,
+     {0},
      "ERR(-105,invalid content-length)"},
-    {"space with trim", IN("SEND\ncontent-length: 1 \n\nx\0"), 10, 1, {0},
+    {"space with trim",
+     IN("SEND\ncontent-length: 1 \n\nx\0"),
+     10,
+     1,
+     {0},
      "SEND{content-length=1}[x] "},
-    {"trailing junk", IN("SEND\ncontent-length:1x\n\nx\0"), 0, 0, {0},
+    {"trailing junk",
+     IN("SEND\ncontent-length:1x\n\nx\0"),
+     0,
+     0,
+     {0},
      "ERR(-105,invalid content-length)"},
-    {"huge", IN("SEND\ncontent-length:99999999999999999999999999\n\n"), 0, 0, {0},
+    {"huge",
+     IN("SEND\ncontent-length:99999999999999999999999999\n\n"),
+     0,
+     0,
+     {0},
      "ERR(-201,body too big)"},
-    {"then another frame", IN("SEND\ncontent-length:1\n\n\0\0\nSEND\n\nx\0"), 0, 0, {0},
+    {"then another frame",
+     IN("SEND\ncontent-length:1\n\n\0\0\nSEND\n\nx\0"),
+     0,
+     0,
+     {0},
      "SEND{content-length=1}[\\0] HB SEND[x] "},
 };
 
@@ -363,18 +486,38 @@ static void test_content_length(void **state)
 }
 
 static const struct vec v_stream[] = {
-    {"several frames", IN("SEND\n\na\0SEND\nk:v\n\nb\0ACK\nid:1\n\n\0"), 0, 0, {0},
+    {"several frames",
+     IN("SEND\n\na\0SEND\nk:v\n\nb\0ACK\nid:1\n\n\0"),
+     0,
+     0,
+     {0},
      "SEND[a] SEND{k=v}[b] ACK{id=1}[] "},
-    {"heart-beats LF", IN("\n\nSEND\n\na\0\n\nSEND\n\nb\0\n"), 0, 0, {0},
+    {"heart-beats LF",
+     IN("\n\nSEND\n\na\0\n\nSEND\n\nb\0\n"),
+     0,
+     0,
+     {0},
      "HB HB SEND[a] HB HB SEND[b] HB "},
-    {"heart-beats CRLF", IN("\r\n\r\nSEND\n\na\0\r\n\nSEND\n\nb\0\r\n"), 0, 0, {0},
+    {"heart-beats CRLF",
+     IN("\r\n\r\nSEND\n\na\0\r\n\nSEND\n\nb\0\r\n"),
+     0,
+     0,
+     {0},
      "HB HB SEND[a] HB HB SEND[b] HB "},
     {"only heart-beats", IN("\n\r\n\n"), 0, 0, {0}, "HB HB HB "},
     {"trailing CR waits", IN("\r"), 0, 0, {0}, ""},
-    {"web_stomp style LF after NUL", IN("MESSAGE\ndestination:/q\n\n{}\0\n"), 0, 0, {0},
+    {"web_stomp style LF after NUL",
+     IN("MESSAGE\ndestination:/q\n\n{}\0\n"),
+     0,
+     0,
+     {0},
      "MESSAGE{destination=/q}[{}] HB "},
     {"partial second frame", IN("SEND\n\na\0SEND\nk"), 0, 0, {0}, "SEND[a] "},
-    {"error in second frame", IN("SEND\n\na\0BOGUS\n\n\0"), 0, 0, {0},
+    {"error in second frame",
+     IN("SEND\n\na\0BOGUS\n\n\0"),
+     0,
+     0,
+     {0},
      "SEND[a] ERR(-105,unknown command)"},
 };
 
@@ -407,8 +550,8 @@ static const struct vec v_bounds[] = {
     {"frame over limit", IN("SEND\n\n12345\0"), 0, 0, LIM(11, 0, 0, 0), "ERR(-201,frame too big)"},
     {"frame over limit, body incomplete", IN("SEND\n\n12345"), 0, 0, LIM(11, 0, 0, 0),
      "ERR(-201,frame too big)"},
-    {"header section over max_frame", IN("SEND\nk:aaaaaaaaaaaaaaaaaaaaaa"), 0, 0,
-     LIM(16, 0, 0, 0), "ERR(-201,frame too big)"},
+    {"header section over max_frame", IN("SEND\nk:aaaaaaaaaaaaaaaaaaaaaa"), 0, 0, LIM(16, 0, 0, 0),
+     "ERR(-201,frame too big)"},
     {"frame over limit via content-length", IN("SEND\ncontent-length:9\n\n"), 0, 0,
      LIM(30, 0, 0, 0), "ERR(-201,frame too big)"},
     {"frame at limit via content-length", IN("SEND\ncontent-length:8\n\n12345678\0"), 0, 0,
@@ -490,8 +633,8 @@ static void test_cmd_names(void **state)
 {
     (void)state;
     static const char *const names[] = {
-        "CONNECT", "STOMP",      "SEND",      "SUBSCRIBE", "UNSUBSCRIBE", "ACK",     "NACK",  "BEGIN",
-        "COMMIT",  "ABORT",      "DISCONNECT", "CONNECTED", "MESSAGE",    "RECEIPT", "ERROR",
+        "CONNECT", "STOMP", "SEND",       "SUBSCRIBE", "UNSUBSCRIBE", "ACK",     "NACK",  "BEGIN",
+        "COMMIT",  "ABORT", "DISCONNECT", "CONNECTED", "MESSAGE",     "RECEIPT", "ERROR",
     };
     int seen = 0;
     for (int c = SG_STOMP_CONNECT; c <= SG_STOMP_ERROR; c++) {
@@ -504,7 +647,7 @@ static void test_cmd_names(void **state)
     assert_int_equal(seen, 15);
     assert_null(sg_stomp_cmd_name(SG_STOMP_NONE));
     assert_null(sg_stomp_cmd_name((enum sg_stomp_cmd)(SG_STOMP_ERROR + 1)));
-    assert_null(sg_stomp_cmd_name((enum sg_stomp_cmd)-1));
+    assert_null(sg_stomp_cmd_name((enum sg_stomp_cmd) - 1));
     assert_int_equal(sg_stomp_cmd_parse("send", 4), SG_STOMP_NONE);
     assert_int_equal(sg_stomp_cmd_parse("SEN", 3), SG_STOMP_NONE);
     assert_int_equal(sg_stomp_cmd_parse("SENDX", 5), SG_STOMP_NONE);
@@ -579,9 +722,34 @@ static void test_big_body_1byte(void **state)
         double dt = cpu_seconds() - t0;
         assert_int_equal(frames, 1);
         if (dt > 5.0) fail_msg("1 MiB at 1 byte per call took %.1f s (with_cl=%d)", dt, with_cl);
+        /* the next call releases the big buffer; the stream goes on */
+        assert_int_equal(sg_stomp_decode(&d, (const uint8_t *)"\n", 1, &ev), 1);
+        assert_int_equal(ev.type, SG_STOMP_EV_HEARTBEAT);
+        assert_int_equal(d.buf.cap, 0);
+        assert_int_equal(sg_stomp_decode(&d, (const uint8_t *)"ACK\nid:1\n\n", 10, &ev), 10);
+        assert_int_equal(sg_stomp_decode(&d, (const uint8_t *)"\0", 1, &ev), 1);
+        assert_int_equal(ev.type, SG_STOMP_EV_FRAME);
+        assert_int_equal(ev.frame->cmd, SG_STOMP_ACK);
+        assert_int_equal(ev.frame->num_headers, 1);
+        assert_int_equal(ev.frame->body_len, 0);
         sg_stomp_dec_reset(&d);
         sg_buf_reset(&in);
     }
+}
+
+/* A content-length header alone does not make the decoder allocate the
+ * whole body (30 bytes must not buy 1 MiB per connection). */
+static void test_content_length_no_upfront_alloc(void **state)
+{
+    (void)state;
+    static const uint8_t in[] = "SEND\ncontent-length:1048576\n\n";
+    struct sg_stomp_dec d;
+    struct sg_stomp_event ev;
+    sg_stomp_dec_init(&d, NULL);
+    assert_int_equal(sg_stomp_decode(&d, in, sizeof in - 1, &ev), sizeof in - 1);
+    assert_int_equal(ev.type, SG_STOMP_EV_NONE);
+    assert_true(d.buf.cap <= 128 * 1024);
+    sg_stomp_dec_reset(&d);
 }
 
 /* Views stay valid while headers are added and the buffer grows. */
@@ -676,9 +844,8 @@ static void test_encode_exact(void **state)
         {"session", 7, "x", 1},
     };
     sg_buf_clear(&out);
-    assert_int_equal(sg_stomp_encode(&out, 10, SG_STOMP_MESSAGE, plain, 2, (const uint8_t *)"{}",
-                                     2, 0),
-                     SG_OK);
+    assert_int_equal(
+        sg_stomp_encode(&out, 10, SG_STOMP_MESSAGE, plain, 2, (const uint8_t *)"{}", 2, 0), SG_OK);
     assert_int_equal(out.len, sizeof("MESSAGE\ndestination:/queue/a\\b:c\nsession:x\n\n{}"));
     assert_memory_equal(out.data, "MESSAGE\ndestination:/queue/a\\b:c\nsession:x\n\n{}\0", out.len);
 
@@ -752,22 +919,40 @@ static void test_round_trip(void **state)
 {
     (void)state;
     static const uint8_t body[] = {'a', 0, 'b', '\n', 0};
-    static const struct sg_stomp_header h[] = {
+    /* 1.2 escapes everything; 1.1 has no \r; 1.0 nothing at all */
+    static const struct sg_stomp_header h12[] = {
         {"destination", 11, "/queue/a", 8},
-        {"k:\\ey\n", 6, "v\r\na:l\\", 7},
+        {"k:\\ey\n", 6, "v\r\na:l\\\r", 8},
         {"dup", 3, "1", 1},
         {"dup", 3, "2", 1},
         {"empty", 5, "", 0},
     };
-    for (int version = 10; version <= 12; version++) {
-        size_t nh = version == 12 ? 5 : 1;
-        if (version == 11) nh = 1;
+    static const struct sg_stomp_header h11[] = {
+        {"destination", 11, "/queue/a", 8},
+        {"k:\\ey\n", 6, "v\r\na:l\\", 7},
+        {"dup", 3, "1", 1},
+        {"dup", 3, "2", 1},
+    };
+    static const struct sg_stomp_header h10[] = {
+        {"destination", 11, "/queue/a:b\\c", 12},
+        {"", 0, "x\ry", 3},
+        {"dup", 3, "1", 1},
+        {"dup", 3, "2", 1},
+    };
+    static const struct {
+        int version;
+        const struct sg_stomp_header *h;
+        size_t nh;
+    } sets[] = {{12, h12, 5}, {11, h11, 4}, {10, h10, 4}};
+    for (size_t s = 0; s < sizeof sets / sizeof sets[0]; s++) {
+        int version = sets[s].version;
+        const struct sg_stomp_header *hh = sets[s].h;
+        size_t nh = sets[s].nh;
         for (int cl = 0; cl < 2; cl++) {
             struct sg_buf out;
             sg_buf_init(&out, 0);
             size_t blen = cl ? sizeof body : 3; /* NULs need content-length */
             const uint8_t *b = cl ? body : (const uint8_t *)"xyz";
-            const struct sg_stomp_header *hh = version == 12 ? h : h;
             assert_int_equal(sg_stomp_encode(&out, version, SG_STOMP_MESSAGE, hh, nh, b, blen, cl),
                              SG_OK);
             struct sg_stomp_dec d;
@@ -785,44 +970,59 @@ static void test_round_trip(void **state)
                 assert_int_equal(ev.frame->headers[i].value_len, hh[i].value_len);
                 assert_memory_equal(ev.frame->headers[i].value, hh[i].value, hh[i].value_len);
             }
+            const struct sg_stomp_header *dup = sg_stomp_header(ev.frame, "dup");
+            assert_non_null(dup);
+            assert_memory_equal(dup->value, "1", 1);
             assert_int_equal(ev.frame->body_len, blen);
             assert_memory_equal(ev.frame->body, b, blen);
             sg_stomp_dec_reset(&d);
             sg_buf_reset(&out);
         }
     }
-    /* 1.1 with the escapable characters (no CR) */
-    static const struct sg_stomp_header h11[] = {{"a:b\\c\nd", 7, "x\ny:z\\", 6}};
-    struct sg_buf out;
-    sg_buf_init(&out, 0);
-    assert_int_equal(sg_stomp_encode(&out, 11, SG_STOMP_SEND, h11, 1, NULL, 0, 0), SG_OK);
-    struct sg_stomp_dec d;
-    struct sg_stomp_event ev;
-    sg_stomp_dec_init(&d, NULL);
-    d.version = 11;
-    assert_int_equal(sg_stomp_decode(&d, out.data, out.len, &ev), out.len);
-    assert_int_equal(ev.type, SG_STOMP_EV_FRAME);
-    assert_int_equal(ev.frame->headers[0].key_len, 7);
-    assert_memory_equal(ev.frame->headers[0].key, "a:b\\c\nd", 7);
-    assert_int_equal(ev.frame->headers[0].value_len, 6);
-    assert_memory_equal(ev.frame->headers[0].value, "x\ny:z\\", 6);
-    sg_stomp_dec_reset(&d);
-    sg_buf_reset(&out);
+    /* CONNECT and CONNECTED are never escaped, whatever the version */
+    static const struct sg_stomp_header hc[] = {{"login", 5, "a\\b:c", 5}};
+    for (int cmd = SG_STOMP_CONNECT; cmd <= SG_STOMP_CONNECTED; cmd += SG_STOMP_CONNECTED - 1) {
+        struct sg_buf out;
+        sg_buf_init(&out, 0);
+        assert_int_equal(sg_stomp_encode(&out, 12, (enum sg_stomp_cmd)cmd, hc, 1, NULL, 0, 0),
+                         SG_OK);
+        assert_int_equal(out.len, strlen(sg_stomp_cmd_name((enum sg_stomp_cmd)cmd)) + 15);
+        struct sg_stomp_dec d;
+        struct sg_stomp_event ev;
+        sg_stomp_dec_init(&d, NULL);
+        assert_int_equal(sg_stomp_decode(&d, out.data, out.len, &ev), out.len);
+        assert_int_equal(ev.type, SG_STOMP_EV_FRAME);
+        assert_int_equal(ev.frame->cmd, cmd);
+        assert_int_equal(ev.frame->headers[0].value_len, 5);
+        assert_memory_equal(ev.frame->headers[0].value, "a\\b:c", 5);
+        sg_stomp_dec_reset(&d);
+        sg_buf_reset(&out);
+    }
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_commands),       cmocka_unit_test(test_book),
-        cmocka_unit_test(test_trim),           cmocka_unit_test(test_escape),
-        cmocka_unit_test(test_crlf),           cmocka_unit_test(test_headers),
-        cmocka_unit_test(test_content_length), cmocka_unit_test(test_stream),
-        cmocka_unit_test(test_bounds),         cmocka_unit_test(test_bounds_cap),
-        cmocka_unit_test(test_lookup),         cmocka_unit_test(test_cmd_names),
-        cmocka_unit_test(test_version_switch), cmocka_unit_test(test_big_body_1byte),
-        cmocka_unit_test(test_many_headers_views), cmocka_unit_test(test_encode_exact),
-        cmocka_unit_test(test_encode_header),  cmocka_unit_test(test_encode_bounded),
+        cmocka_unit_test(test_commands),
+        cmocka_unit_test(test_book),
+        cmocka_unit_test(test_trim),
+        cmocka_unit_test(test_escape),
+        cmocka_unit_test(test_crlf),
+        cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_content_length),
+        cmocka_unit_test(test_stream),
+        cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_bounds_cap),
+        cmocka_unit_test(test_lookup),
+        cmocka_unit_test(test_cmd_names),
+        cmocka_unit_test(test_version_switch),
+        cmocka_unit_test(test_big_body_1byte),
+        cmocka_unit_test(test_many_headers_views),
+        cmocka_unit_test(test_encode_exact),
+        cmocka_unit_test(test_encode_header),
+        cmocka_unit_test(test_encode_bounded),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_content_length_no_upfront_alloc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -177,13 +177,13 @@ static int st_relay(void *ctx, const struct sg_action *act, const char **errmsg)
     if (act->ack_id) snprintf(r->ack_id, sizeof r->ack_id, "%s", act->ack_id);
     r->has_receipt = act->receipt != NULL;
     if (act->receipt) snprintf(r->receipt, sizeof r->receipt, "%s", act->receipt);
-    size_t bl = act->frame->body_len < sizeof r->body - 1 ? act->frame->body_len : sizeof r->body - 1;
+    size_t bl =
+        act->frame->body_len < sizeof r->body - 1 ? act->frame->body_len : sizeof r->body - 1;
     memcpy(r->body, act->frame->body, bl);
     r->has_tx_header = sg_stomp_header(act->frame, "transaction") != NULL;
     r->has_receipt_header = sg_stomp_header(act->frame, "receipt") != NULL;
-    logf_(h, "RELAY %d dest=%s sub=%s ack=%d ackid=%s receipt=%s body=%s;\n", (int)r->type,
-          r->dest, r->sub_id, (int)r->ack_mode, r->ack_id, r->has_receipt ? r->receipt : "-",
-          r->body);
+    logf_(h, "RELAY %d dest=%s sub=%s ack=%d ackid=%s receipt=%s body=%s;\n", (int)r->type, r->dest,
+          r->sub_id, (int)r->ack_mode, r->ack_id, r->has_receipt ? r->receipt : "-", r->body);
     if (h->relay_fail_inside) {
         sg_stomp_session_fail(h->s, "broker said no", act->receipt, 1011);
         return SG_AGAIN;
@@ -268,9 +268,12 @@ static void assert_error(struct h *h, const char *message, int code)
 static const char *connect_frame(int version)
 {
     switch (version) {
-    case 10: return "CONNECT\nlogin:guest\npasscode:guest\n\n";
-    case 11: return "CONNECT\naccept-version:1.1\nlogin:guest\npasscode:guest\n\n";
-    default: return "CONNECT\naccept-version:1.2\nhost:/\nlogin:guest\npasscode:guest\n\n";
+    case 10:
+        return "CONNECT\nlogin:guest\npasscode:guest\n\n";
+    case 11:
+        return "CONNECT\naccept-version:1.1\nlogin:guest\npasscode:guest\n\n";
+    default:
+        return "CONNECT\naccept-version:1.2\nhost:/\nlogin:guest\npasscode:guest\n\n";
     }
 }
 
@@ -326,8 +329,8 @@ static void test_new_state(void **state)
     assert_int_equal(strlen(id), 36);
     assert_true(id[8] == '-' && id[13] == '-' && id[18] == '-' && id[23] == '-');
     assert_true(id[14] == '4'); /* random (version 4) uuid */
-    for (const char *p = id; *p; p++) assert_true(*p == '-' || (*p >= '0' && *p <= '9') ||
-                                                  (*p >= 'a' && *p <= 'f'));
+    for (const char *p = id; *p; p++)
+        assert_true(*p == '-' || (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'));
     struct h *h2 = h_new(0);
     assert_string_not_equal(id, sg_stomp_session_id(h2->s));
     h_free(h2);
@@ -345,20 +348,11 @@ static void test_version_table(void **state)
         int want;           /* 0: ERROR */
         const char *err_versions;
     } t[] = {
-        {0, NULL, 10, NULL},
-        {0, "1.0,1.1", 11, NULL},
-        {0, "1.2,1.1,1.0", 12, NULL},
-        {0, "1.0", 10, NULL},
-        {0, " 1.1 , 1.0 ", 11, NULL},
-        {0, "1.1,3.0,foo", 11, NULL},
-        {12, NULL, 10, NULL},
-        {12, "1.2", 12, NULL},
-        {11, "1.2,1.1", 11, NULL},
-        {11, "1.2", 0, "1.0,1.1"},
-        {10, "1.1", 0, "1.0"},
-        {10, "1.0,1.1,1.2", 10, NULL},
-        {0, "2.0", 0, "1.0,1.1,1.2"},
-        {0, "", 0, "1.0,1.1,1.2"},
+        {0, NULL, 10, NULL},          {0, "1.0,1.1", 11, NULL},     {0, "1.2,1.1,1.0", 12, NULL},
+        {0, "1.0", 10, NULL},         {0, " 1.1 , 1.0 ", 11, NULL}, {0, "1.1,3.0,foo", 11, NULL},
+        {12, NULL, 10, NULL},         {12, "1.2", 12, NULL},        {11, "1.2,1.1", 11, NULL},
+        {11, "1.2", 0, "1.0,1.1"},    {10, "1.1", 0, "1.0"},        {10, "1.0,1.1,1.2", 10, NULL},
+        {0, "2.0", 0, "1.0,1.1,1.2"}, {0, "", 0, "1.0,1.1,1.2"},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         struct h *h = h_new(t[i].cap);
@@ -441,7 +435,8 @@ static void test_book_connect(void **state)
         h_free(h);
     }
     struct h *h = h_new(10);
-    for (size_t i = 0; i < len; i++) assert_int_equal(feed(h, book_connect + i, 1), SG_OK);
+    for (size_t i = 0; i < len; i++)
+        assert_int_equal(feed(h, book_connect + i, 1), SG_OK);
     check_book_connected(h);
 
     /* the book's SUBSCRIBE, value trimmed in 1.0; its DISCONNECT */
@@ -634,13 +629,12 @@ static void test_heartbeat_table(void **state)
 static void test_heartbeat_malformed(void **state)
 {
     (void)state;
-    static const char *bad[] = {"5000", "a,b", "5000,", ",5000", "-1,5", "5000, 5000",
-                                "1,2,3", "", " 1,2", "1,2 ", "+1,2"};
+    static const char *bad[] = {"5000",  "a,b", "5000,", ",5000", "-1,5", "5000, 5000",
+                                "1,2,3", "",    " 1,2",  "1,2 ",  "+1,2"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct h *h = h_new(0);
         char buf[256];
-        int n =
-            snprintf(buf, sizeof buf, "CONNECT\naccept-version:1.1\nheart-beat:%s\n\n", bad[i]);
+        int n = snprintf(buf, sizeof buf, "CONNECT\naccept-version:1.1\nheart-beat:%s\n\n", bad[i]);
         assert_int_equal(feed(h, buf, (size_t)n + 1), SG_ESTOMP);
         assert_int_equal(h->nf, 1);
         assert_error(h, "invalid heart-beat header", 1002);
@@ -815,8 +809,7 @@ static void test_subscribe_errors(void **state)
         {12, "SUBSCRIBE\nid:0\ndestination:\n\n", "missing destination header", 1002},
         {12, "SUBSCRIBE\ndestination:/queue/a\n\n", "missing id header", 1002},
         {11, "SUBSCRIBE\ndestination:/queue/a\n\n", "missing id header", 1002},
-        {12, "SUBSCRIBE\nid:0\ndestination:/queue/a\nack:sometimes\n\n", "invalid ack mode",
-         1002},
+        {12, "SUBSCRIBE\nid:0\ndestination:/queue/a\nack:sometimes\n\n", "invalid ack mode", 1002},
         {10, "SUBSCRIBE\nid:0\ndestination:/queue/a\nack:Auto\n\n", "invalid ack mode", 1002},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
@@ -1412,7 +1405,8 @@ static struct h *run_script(const struct script *sc, size_t k, int bytewise)
     }
     h_start(h, sc->cap);
     if (bytewise) {
-        for (size_t i = 0; i < sc->len; i++) feed(h, sc->bytes + i, 1);
+        for (size_t i = 0; i < sc->len; i++)
+            feed(h, sc->bytes + i, 1);
     } else {
         feed(h, sc->bytes, k);
         feed(h, sc->bytes + k, sc->len - k);
@@ -1423,27 +1417,34 @@ static struct h *run_script(const struct script *sc, size_t k, int bytewise)
 static void test_scripts_split(void **state)
 {
     (void)state;
-#define S(cap, cfg, lit) {cap, cfg, lit, sizeof(lit) - 1}
+#define S(cap, cfg, lit)                                                                           \
+    {                                                                                              \
+        cap, cfg, lit, sizeof(lit) - 1                                                             \
+    }
     static const struct script scripts[] = {
-        S(10, 0, "CONNECT\nlogin: websockets\npasscode: rabbitmq\n\n\n\n\0"
-                 "SUBSCRIBE\ndestination: /queue/stocks.AAPL\n\n\n\n\0"
-                 "SUBSCRIBE\ndestination: /queue/stocks.MSFT\n\n\n\n\0"
-                 "UNSUBSCRIBE\ndestination: /queue/stocks.AAPL\n\n\n\n\0"
-                 "DISCONNECT\n\n\nundefined\n\0"),
-        S(0, 0, "\r\n\nSTOMP\r\naccept-version:1.2\r\nheart-beat:0,0\r\n\r\n\0\r\n"
-                "SUBSCRIBE\r\nid:1\r\ndestination:/topic/x\r\nack:client\r\nreceipt:a\\cb\r\n\r\n\0"
-                "BEGIN\ntransaction:t\n\n\0"
-                "SEND\ndestination:/queue/q\ntransaction:t\ncontent-length:3\n\na\0b\0"
-                "ACK\nid:5\ntransaction:t\nreceipt:k\n\n\0"
-                "COMMIT\ntransaction:t\nreceipt:c\n\n\0\n\n"
-                "NACK\nid:6\n\n\0"
-                "DISCONNECT\nreceipt:d\n\n\0"),
-        S(11, 1, "CONNECT\naccept-version:1.0,1.1\nheart-beat:5000,5000\n\n\0"
-                 "SUBSCRIBE\nid:1\ndestination:/topic/x\n\n\0"
-                 "SUBSCRIBE\nid:2\ndestination:/topic/y\n\n\0"
-                 "SUBSCRIBE\nid:3\ndestination:/topic/z\n\n\0"),
-        S(0, 1, "CONNECT\naccept-version:1.2\n\n\0"
-                "SEND\ndestination:/queue/q\n\n0123456789\0"),
+        S(10, 0,
+          "CONNECT\nlogin: websockets\npasscode: rabbitmq\n\n\n\n\0"
+          "SUBSCRIBE\ndestination: /queue/stocks.AAPL\n\n\n\n\0"
+          "SUBSCRIBE\ndestination: /queue/stocks.MSFT\n\n\n\n\0"
+          "UNSUBSCRIBE\ndestination: /queue/stocks.AAPL\n\n\n\n\0"
+          "DISCONNECT\n\n\nundefined\n\0"),
+        S(0, 0,
+          "\r\n\nSTOMP\r\naccept-version:1.2\r\nheart-beat:0,0\r\n\r\n\0\r\n"
+          "SUBSCRIBE\r\nid:1\r\ndestination:/topic/x\r\nack:client\r\nreceipt:a\\cb\r\n\r\n\0"
+          "BEGIN\ntransaction:t\n\n\0"
+          "SEND\ndestination:/queue/q\ntransaction:t\ncontent-length:3\n\na\0b\0"
+          "ACK\nid:5\ntransaction:t\nreceipt:k\n\n\0"
+          "COMMIT\ntransaction:t\nreceipt:c\n\n\0\n\n"
+          "NACK\nid:6\n\n\0"
+          "DISCONNECT\nreceipt:d\n\n\0"),
+        S(11, 1,
+          "CONNECT\naccept-version:1.0,1.1\nheart-beat:5000,5000\n\n\0"
+          "SUBSCRIBE\nid:1\ndestination:/topic/x\n\n\0"
+          "SUBSCRIBE\nid:2\ndestination:/topic/y\n\n\0"
+          "SUBSCRIBE\nid:3\ndestination:/topic/z\n\n\0"),
+        S(0, 1,
+          "CONNECT\naccept-version:1.2\n\n\0"
+          "SEND\ndestination:/queue/q\n\n0123456789\0"),
         S(0, 0, "SEND\ndestination:/queue/q\n\nx\0CONNECT\n\n\0"),
         S(10, 0, "CONNECT\naccept-version:1.1\n\n\0"),
     };
@@ -1455,8 +1456,7 @@ static void test_scripts_split(void **state)
         for (size_t k = 0; k <= sc->len; k++) {
             struct h *h = run_script(sc, k, 0);
             if (strcmp(h->log, whole->log) != 0)
-                fail_msg("script %zu split at %zu:\n%s\n--- whole:\n%s", i, k, h->log,
-                         whole->log);
+                fail_msg("script %zu split at %zu:\n%s\n--- whole:\n%s", i, k, h->log, whole->log);
             h_free(h);
         }
         struct h *h = run_script(sc, 0, 1);

@@ -96,7 +96,12 @@ static const struct sg_ws_policy pol_no_paths = {NULL, NULL, 1};
     "Sec-WebSocket-Protocol: v10.stomp\r\n"                                                        \
     "\r\n"
 
-enum { NONE = SG_SUBPROTO_NONE, V10 = SG_SUBPROTO_V10, V11 = SG_SUBPROTO_V11, V12 = SG_SUBPROTO_V12 };
+enum {
+    NONE = SG_SUBPROTO_NONE,
+    V10 = SG_SUBPROTO_V10,
+    V11 = SG_SUBPROTO_V11,
+    V12 = SG_SUBPROTO_V12
+};
 
 struct hs_case {
     const char *name;
@@ -153,8 +158,9 @@ static const struct hs_case cases[] = {
     {"path /WS", "GET /WS HTTP/1.1\r\n" BASIC END, &pol_default, REJECT(404, "path")},
     {"/echo disabled", "GET /echo HTTP/1.1\r\n" BASIC END, &pol_default, REJECT(404, "path")},
     {"/echo enabled", "GET /echo HTTP/1.1\r\n" BASIC END, &pol_echo, ACCEPT_ECHO},
-    {"/echo skips subprotocols", "GET /echo?x HTTP/1.1\r\n" BASIC "Sec-WebSocket-Protocol: mqtt\r\n" END,
-     &pol_echo, ACCEPT_ECHO},
+    {"/echo skips subprotocols",
+     "GET /echo?x HTTP/1.1\r\n" BASIC "Sec-WebSocket-Protocol: mqtt\r\n" END, &pol_echo,
+     ACCEPT_ECHO},
     {"/echo, NULL paths", "GET /echo HTTP/1.1\r\n" BASIC END, &pol_no_paths, ACCEPT_ECHO},
     {"/ws, NULL paths", GET_WS BASIC END, &pol_no_paths, REJECT(404, "path")},
     {"traversal target", "GET /a/../ws HTTP/1.1\r\n" BASIC END, &pol_default,
@@ -166,8 +172,7 @@ static const struct hs_case cases[] = {
      REJECT(400, "target")},
 
     /* HTTP version and Host */
-    {"HTTP/1.0 upgrade", "GET /ws HTTP/1.0\r\n" BASIC END, &pol_default,
-     REJECT(400, "HTTP/1.1")},
+    {"HTTP/1.0 upgrade", "GET /ws HTTP/1.0\r\n" BASIC END, &pol_default, REJECT(400, "HTTP/1.1")},
     {"missing Host", GET_WS UPG CONN KEY VER END, &pol_default, REJECT(400, "Host")},
     {"empty Host", GET_WS "Host:\r\n" UPG CONN KEY VER END, &pol_default, REJECT(400, "Host")},
     {"repeated Host", GET_WS HOST HOST UPG CONN KEY VER END, &pol_default,
@@ -179,8 +184,8 @@ static const struct hs_case cases[] = {
      &pol_default, REJECT(400, "Connection")},
     {"Connection: Upgraded", GET_WS HOST UPG "Connection: Upgraded\r\n" KEY VER END, &pol_default,
      REJECT(400, "Connection")},
-    {"Connection: keep-alive, Upgrade", GET_WS HOST UPG "Connection: keep-alive, Upgrade\r\n" KEY VER END,
-     &pol_default, ACCEPT(NONE)},
+    {"Connection: keep-alive, Upgrade",
+     GET_WS HOST UPG "Connection: keep-alive, Upgrade\r\n" KEY VER END, &pol_default, ACCEPT(NONE)},
     {"Connection: upgrade", GET_WS HOST UPG "Connection: upgrade\r\n" KEY VER END, &pol_default,
      ACCEPT(NONE)},
     {"Connection repeated",
@@ -192,23 +197,31 @@ static const struct hs_case cases[] = {
      REJECT(400, "missing Sec-WebSocket-Key")},
     {"key of 15 bytes", GET_WS HOST UPG CONN "Sec-WebSocket-Key: AAECAwQFBgcICQoLDA0O\r\n" VER END,
      &pol_default, REJECT(400, "invalid Sec-WebSocket-Key")},
-    {"key of 17 bytes", GET_WS HOST UPG CONN "Sec-WebSocket-Key: AAECAwQFBgcICQoLDA0ODxA=\r\n" VER END,
-     &pol_default, REJECT(400, "invalid Sec-WebSocket-Key")},
-    {"key of 18 bytes", GET_WS HOST UPG CONN "Sec-WebSocket-Key: AAECAwQFBgcICQoLDA0ODxAR\r\n" VER END,
-     &pol_default, REJECT(400, "invalid Sec-WebSocket-Key")},
-    {"key without padding", GET_WS HOST UPG CONN "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ\r\n" VER END,
-     &pol_default, REJECT(400, "invalid Sec-WebSocket-Key")},
-    {"non-base64 key", GET_WS HOST UPG CONN "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25j!Q==\r\n" VER END,
-     &pol_default, REJECT(400, "invalid Sec-WebSocket-Key")},
-    {"base64url key", GET_WS HOST UPG CONN "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25j-_==\r\n" VER END,
-     &pol_default, REJECT(400, "invalid Sec-WebSocket-Key")},
-    {"non-canonical key", GET_WS HOST UPG CONN "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR==\r\n" VER END,
-     &pol_default, REJECT(400, "invalid Sec-WebSocket-Key")},
-    {"key with inner space", GET_WS HOST UPG CONN "Sec-WebSocket-Key: dGhlIHNhbXBs ZSBub25jZQ==\r\n" VER END,
-     &pol_default, REJECT(400, "invalid Sec-WebSocket-Key")},
+    {"key of 17 bytes",
+     GET_WS HOST UPG CONN "Sec-WebSocket-Key: AAECAwQFBgcICQoLDA0ODxA=\r\n" VER END, &pol_default,
+     REJECT(400, "invalid Sec-WebSocket-Key")},
+    {"key of 18 bytes",
+     GET_WS HOST UPG CONN "Sec-WebSocket-Key: AAECAwQFBgcICQoLDA0ODxAR\r\n" VER END, &pol_default,
+     REJECT(400, "invalid Sec-WebSocket-Key")},
+    {"key without padding",
+     GET_WS HOST UPG CONN "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ\r\n" VER END, &pol_default,
+     REJECT(400, "invalid Sec-WebSocket-Key")},
+    {"non-base64 key",
+     GET_WS HOST UPG CONN "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25j!Q==\r\n" VER END, &pol_default,
+     REJECT(400, "invalid Sec-WebSocket-Key")},
+    {"base64url key",
+     GET_WS HOST UPG CONN "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25j-_==\r\n" VER END, &pol_default,
+     REJECT(400, "invalid Sec-WebSocket-Key")},
+    {"non-canonical key",
+     GET_WS HOST UPG CONN "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR==\r\n" VER END, &pol_default,
+     REJECT(400, "invalid Sec-WebSocket-Key")},
+    {"key with inner space",
+     GET_WS HOST UPG CONN "Sec-WebSocket-Key: dGhlIHNhbXBs ZSBub25jZQ==\r\n" VER END, &pol_default,
+     REJECT(400, "invalid Sec-WebSocket-Key")},
     {"duplicated key", GET_WS HOST UPG CONN KEY KEY VER END, &pol_default,
      REJECT(400, "repeated Sec-WebSocket-Key")},
-    {"key with OWS", GET_WS HOST UPG CONN "Sec-WebSocket-Key: \t dGhlIHNhbXBsZSBub25jZQ==  \r\n" VER END,
+    {"key with OWS",
+     GET_WS HOST UPG CONN "Sec-WebSocket-Key: \t dGhlIHNhbXBsZSBub25jZQ==  \r\n" VER END,
      &pol_default, ACCEPT(NONE)},
 
     /* Sec-WebSocket-Version */
@@ -233,7 +246,8 @@ static const struct hs_case cases[] = {
     {"Origin of a suffix domain", GET_WS BASIC "Origin: https://example.com.evil\r\n" END,
      &pol_origins, REJECT(403, "origin")},
     {"Origin null", GET_WS BASIC "Origin: null\r\n" END, &pol_origins, REJECT(403, "origin")},
-    {"Origin repeated", GET_WS BASIC "Origin: https://example.com\r\nOrigin: https://example.com\r\n" END,
+    {"Origin repeated",
+     GET_WS BASIC "Origin: https://example.com\r\nOrigin: https://example.com\r\n" END,
      &pol_origins, REJECT(403, "origin")},
     {"allowed Origin", GET_WS BASIC "Origin: https://example.com\r\n" END, &pol_origins,
      ACCEPT(NONE)},
@@ -252,8 +266,9 @@ static const struct hs_case cases[] = {
     /* subprotocols */
     {"v10 only", GET_WS BASIC "Sec-WebSocket-Protocol: v10.stomp\r\n" END, &pol_default,
      ACCEPT(V10)},
-    {"v10, v11, v12", GET_WS BASIC "Sec-WebSocket-Protocol: v10.stomp, v11.stomp, v12.stomp\r\n" END,
-     &pol_default, ACCEPT(V12)},
+    {"v10, v11, v12",
+     GET_WS BASIC "Sec-WebSocket-Protocol: v10.stomp, v11.stomp, v12.stomp\r\n" END, &pol_default,
+     ACCEPT(V12)},
     {"repeated v11 then v10",
      GET_WS BASIC "Sec-WebSocket-Protocol: v11.stomp\r\nSec-WebSocket-Protocol: v10.stomp\r\n" END,
      &pol_default, ACCEPT(V11)},
@@ -280,13 +295,14 @@ static const struct hs_case cases[] = {
     {"order: HTTP/1.0 before Host", "GET /ws HTTP/1.0\r\n" UPG END, &pol_default,
      REJECT(400, "HTTP/1.1")},
     {"order: Host before Connection", GET_WS UPG END, &pol_default, REJECT(400, "Host")},
-    {"order: Connection before key", GET_WS HOST UPG END, &pol_default,
-     REJECT(400, "Connection")},
+    {"order: Connection before key", GET_WS HOST UPG END, &pol_default, REJECT(400, "Connection")},
     {"order: key before version", GET_WS HOST UPG CONN "Sec-WebSocket-Version: 8\r\n" END,
      &pol_default, REJECT(400, "Sec-WebSocket-Key")},
-    {"order: version before Origin", GET_WS HOST UPG CONN KEY "Sec-WebSocket-Version: 8\r\nOrigin: https://evil.example\r\n" END,
+    {"order: version before Origin",
+     GET_WS HOST UPG CONN KEY "Sec-WebSocket-Version: 8\r\nOrigin: https://evil.example\r\n" END,
      &pol_origins, REJECT(426, "supported: 13")},
-    {"order: Origin before subprotocol", GET_WS BASIC "Origin: https://evil.example\r\nSec-WebSocket-Protocol: mqtt\r\n" END,
+    {"order: Origin before subprotocol",
+     GET_WS BASIC "Origin: https://evil.example\r\nSec-WebSocket-Protocol: mqtt\r\n" END,
      &pol_origins, REJECT(403, "origin")},
 };
 
@@ -324,7 +340,8 @@ static void parse_complete(const char *name, const char *raw, struct sg_http_req
         r = sg_http_parse_request(grow, n, req, NULL);
     }
     free(grow);
-    if (r != (ssize_t)len || n != len) fail_msg("%s: grown: got %zd at %zu of %zu", name, r, n, len);
+    if (r != (ssize_t)len || n != len)
+        fail_msg("%s: grown: got %zd at %zu of %zu", name, r, n, len);
     r = sg_http_parse_request(raw, len, req, NULL);
     if (r != (ssize_t)len) fail_msg("%s: whole: got %zd (%s), want %zu", name, r, req->error, len);
 }
@@ -371,8 +388,8 @@ static void test_case(void **state)
         snprintf(status_line, sizeof status_line, "HTTP/1.1 %d %s\r\n", res.status,
                  sg_http_reason(res.status));
         assert_true(strncmp(out, status_line, strlen(status_line)) == 0);
-        int want_version = res.status == 426 || contains(c->error, strlen(c->error),
-                                                         "Sec-WebSocket-Version");
+        int want_version =
+            res.status == 426 || contains(c->error, strlen(c->error), "Sec-WebSocket-Version");
         assert_int_equal(contains(out, n, "\r\nSec-WebSocket-Version: 13\r\n"), want_version);
         assert_int_equal(contains(out, n, "\r\nAllow: GET\r\n"), res.status == 405);
         break;
@@ -477,10 +494,9 @@ static void test_error_responses(void **state)
                                   "Allow: GET\r\n"
                                   "\r\n"
                                   "method not allowed; a WebSocket upgrade uses GET\n";
-    assert_int_equal(
-        sg_http_error_response(405, "method not allowed; a WebSocket upgrade uses GET", out,
-                               sizeof out),
-        sizeof want405 - 1);
+    assert_int_equal(sg_http_error_response(405, "method not allowed; a WebSocket upgrade uses GET",
+                                            out, sizeof out),
+                     sizeof want405 - 1);
     assert_string_equal(out, want405);
 
     static const char want400v[] = "HTTP/1.1 400 Bad Request\r\n"
