@@ -736,6 +736,7 @@ static void conn_free(struct sg_conn *c)
     bufferevent_free(c->bev);
     sg_log_sess(SG_LOG_DEBUG, c->id, "closed");
     free(c);
+    if (!w->conns && atomic_load(&s->draining)) event_base_loopexit(w->base, NULL);
 }
 
 /* ---- relay-facing accessors (server.h) */

@@ -247,8 +247,10 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     for (size_t i = 0; i < w->nlisteners; i++) evconnlistener_disable(w->listeners[i]);
     sg_conn_close_all(w);
     sg_relay_shutdown(w->relay);
-    struct timeval tv = {1, 0}; /* let close frames go out */
-    event_base_loopexit(w->base, &tv);
+    /* let close frames go out: the loop ends when the last connection is
+     * gone (conn.c) or after a second at most */
+    struct timeval tv = {1, 0};
+    event_base_loopexit(w->base, w->conns ? &tv : NULL);
 }
 
 static void auth_done_cb(evutil_socket_t fd, short what, void *arg)

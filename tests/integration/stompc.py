@@ -32,6 +32,10 @@ class Frame:
         return f"<Frame {self.command} {self.headers} body={self.body[:60]!r}>"
 
 
+def escape(v):
+    return str(v).replace("\\", "\\\\").replace("\n", "\\n").replace(":", "\\c")
+
+
 def unescape(v, version):
     if version == "1.0":
         return v
@@ -108,7 +112,7 @@ class StompClient:
         out = [command]
         for k, v in (headers or {}).items():
             if self.version != "1.0" and command not in ("CONNECT", "STOMP"):
-                v = str(v).replace("\\", "\\\\").replace("\n", "\\n").replace(":", "\\c")
+                k, v = escape(k), escape(v)
             out.append(f"{k}:{v}")
         if content_length:
             out.append(f"content-length:{len(body)}")

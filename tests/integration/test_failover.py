@@ -1,0 +1,104 @@
+"""Broker failover (issue 5): kill -9 RabbitMQ under 10 subscribed clients with persistent
+messages in flight, restart it, and check that nothing acknowledged by a RECEIPT is lost."""
+
+import threading
+import time
+import uuid
+
+import websocket
+
+from sgtest import scaled, wait_for
+from stompc import Closed, StompClient, connected_client
+
+
+class Reader(threading.Thread):
+    """Collects MESSAGE bodies per destination until stopped; records a close."""
+
+    def __init__(self, client):
+        super().__init__(daemon=True)
+        self.c = client
+        self.bodies = {}
+        self.closed = None
+        self.stop = False
+
+    def run(self):
+        while not self.stop:
+            try:
+                f = self.c.recv(timeout=0.3)
+            except websocket.WebSocketTimeoutException:
+                continue
+            except Closed as e:
+                self.closed = e
+                return
+            except Exception as e:  # noqa: BLE001 - a dead socket is a finding
+                self.closed = e
+                return
+            if f.command == "MESSAGE":
+                self.bodies.setdefault(f["destination"], []).append(f.body)
+
+
+def test_kill9_broker_under_load(stompgate, broker):
+    gw = stompgate(workers=2, hold_ms=90000, reconnect_max_ms=1000)
+    tag = uuid.uuid4().hex[:8]
+    topic, queue = f"/topic/fo.{tag}", f"/queue/fo-{tag}"
+    readers = []
+    for i in range(10):
+        c = connected_client(gw, broker)
+        for sid, dest in (("t", topic), ("q", queue)):
+            c.send_frame("SUBSCRIBE", {"id": sid, "destination": dest, "receipt": sid})
+            assert c.expect("RECEIPT")["receipt-id"] == sid
+        readers.append(Reader(c))
+    for r in readers:
+        r.start()
+
+    pub = connected_client(gw, broker)
+    receipted, sent = set(), []
+
+    def publish(n0, n1, wait):
+        for i in range(n0, n1):
+            body = f"p{i}"
+            pub.send_frame("SEND", {"destination": queue, "persistent": "true",
+                                    "receipt": body}, body)
+            sent.append(body)
+        if wait:
+            collect(n1 - n0, 10)
+
+    def collect(n, timeout):
+        for _ in range(n):
+            f = pub.recv(timeout=timeout)
+            assert f.command == "RECEIPT", f
+            receipted.add(f["receipt-id"])
+
+    publish(0, 50, wait=True)                 # confirmed before the crash
+    publish(50, 100, wait=False)              # in flight while the broker dies
+    broker.kill9()
+    publish(100, 150, wait=False)             # sent while the broker is down
+    broker.start()
+    collect(150 - len(receipted), 60)         # every SEND is confirmed eventually
+    assert receipted == {f"p{i}" for i in range(150)}
+
+    # /topic deliveries resume on every client
+    wait_for(lambda: "re-established" in gw.log(), 30)
+    time.sleep(0.5)
+    pub.send_frame("SEND", {"destination": topic, "receipt": "after"}, "after the storm")
+    assert pub.expect("RECEIPT", timeout=10)["receipt-id"] == "after"
+    assert wait_for(lambda: all(topic in r.bodies and b"after the storm" in r.bodies[topic]
+                                for r in readers), 15), \
+        [r.bodies.get(topic) for r in readers]
+
+    # no message acknowledged by a RECEIPT is lost (redeliveries may duplicate)
+    def all_received():
+        got = set()
+        for r in readers:
+            got.update(b.decode() for b in r.bodies.get(queue, []))
+        return receipted <= got
+    assert wait_for(all_received, 30), sorted(receipted - set().union(
+        *[{b.decode() for b in r.bodies.get(queue, [])} for r in readers]))
+
+    for r in readers:
+        r.stop = True
+    for r in readers:
+        r.join(5)
+        assert r.closed is None, f"a client lost its connection: {r.closed}"
+    log = gw.log()
+    assert "lost" in log and "re-established" in log
