@@ -18,6 +18,7 @@
 
 #include <limits.h>
 #include <string.h>
+#include <strings.h>
 
 /* RFC 9110 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
  * "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
@@ -369,6 +370,25 @@ static int path_fail(char *out, size_t cap, int err)
 
 int sg_http_path(const char *target, size_t len, char *out, size_t cap)
 {
+    /* RFC 9112 3.2.2: a server MUST accept the absolute-form, and RFC 6455
+     * 4.2.1 allows "an absolute HTTP/HTTPS URI": drop scheme and authority */
+    size_t skip = 0;
+    if (len > 7 && strncasecmp(target, "http://", 7) == 0) skip = 7;
+    if (len > 8 && strncasecmp(target, "https://", 8) == 0) skip = 8;
+    if (skip) {
+        size_t i = skip;
+        while (i < len && target[i] != '/' && target[i] != '?') i++;
+        if (i == skip) return path_fail(out, cap, SG_EHTTP); /* no authority */
+        if (i == len || target[i] == '?') {
+            /* "http://host" or "http://host?q": the path is "/" */
+            if (cap < 2) return path_fail(out, cap, SG_ETOOBIG);
+            out[0] = '/';
+            out[1] = '\0';
+            return SG_OK;
+        }
+        target += i;
+        len -= i;
+    }
     /* RFC 9112 3.2.1: origin-form = absolute-path [ "?" query ] */
     if (len == 0 || target[0] != '/') return path_fail(out, cap, SG_EHTTP);
 

@@ -318,21 +318,26 @@ size_t sg_http_error_response(int status, const char *error, char *out, size_t c
     const char *reason = sg_http_reason(status);
     const char *text = error ? error : reason;
     const char *extra = "";
+    const char *connection = "close";
     if (status == 405) {
         extra = "Allow: GET\r\n"; /* RFC 9110 15.5.6 */
-    } else if (status == 426 ||
-               (status == 400 && error &&
-                strncmp(error, VERSION_ERR_PREFIX, sizeof VERSION_ERR_PREFIX - 1) == 0)) {
+    } else if (status == 426) {
+        /* RFC 9110 15.5.22: a 426 MUST carry Upgrade, and 7.8: Upgrade goes
+         * with the "upgrade" connection option */
+        extra = "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n";
+        connection = "upgrade, close";
+    } else if (status == 400 && error &&
+               strncmp(error, VERSION_ERR_PREFIX, sizeof VERSION_ERR_PREFIX - 1) == 0) {
         extra = "Sec-WebSocket-Version: 13\r\n"; /* RFC 6455 4.2.2 step 4, 4.4 */
     }
     int n = snprintf(out, cap,
                      "HTTP/1.1 %d %s\r\n"
                      "Content-Type: text/plain; charset=utf-8\r\n"
                      "Content-Length: %zu\r\n"
-                     "Connection: close\r\n"
+                     "Connection: %s\r\n"
                      "%s"
                      "\r\n"
                      "%s\n",
-                     status, reason, strlen(text) + 1, extra, text);
+                     status, reason, strlen(text) + 1, connection, extra, text);
     return finish(n, cap);
 }

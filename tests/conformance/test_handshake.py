@@ -167,9 +167,6 @@ def test_plain_get_on_ws_path(daemon_a):
     assert_error_response(resp, c, 426)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: 426 responses lack the Upgrade header that "
-                   "RFC 9110 15.5.22 requires (MUST send Upgrade in a 426; 7.8: with "
-                   "'upgrade' in Connection)")
 @pytest.mark.parametrize("what", ["no-upgrade-on-ws", "version-8"])
 def test_426_names_the_upgrade(daemon_a, what):
     """RFC 9110 15.5.22: 'The server MUST send an Upgrade header field in a 426
@@ -219,9 +216,6 @@ def test_unknown_path(daemon_a, path):
     assert_error_response(resp, c, 404)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an absolute-form request target "
-                   "(GET http://host:port/echo) is refused with 400 'invalid request target'; "
-                   "RFC 6455 4.2.1 item 1 and RFC 9112 3.2.2 require accepting it")
 @pytest.mark.parametrize("transport", ["ws", "wss-rsa"])
 def test_absolute_form_request_target(daemon_a, transport):
     """RFC 6455 4.2.1 item 1: the Request-URI is the resource name 'or an absolute

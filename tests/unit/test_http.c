@@ -454,7 +454,12 @@ static void test_path(void **state)
         {"", SG_EHTTP, ""},
         {"ws", SG_EHTTP, ""},
         {"*", SG_EHTTP, ""},
-        {"http://example.com/ws", SG_EHTTP, ""},
+        {"http://example.com/ws", SG_OK, "/ws"},
+        {"HTTPS://example.com:8443/a/b?q=1", SG_OK, "/a/b"},
+        {"http://example.com", SG_OK, "/"},
+        {"http:///ws", SG_EHTTP, ""},
+        {"http://h/../etc", SG_EHTTP, ""},
+        {"ftp://example.com/ws", SG_EHTTP, ""},
         {"?x", SG_EHTTP, ""},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {

@@ -166,8 +166,8 @@ static const struct hs_case cases[] = {
     {"traversal target", "GET /a/../ws HTTP/1.1\r\n" BASIC END, &pol_default,
      REJECT(400, "target")},
     {"asterisk target", "GET * HTTP/1.1\r\n" BASIC END, &pol_default, REJECT(400, "target")},
-    {"absolute-form target", "GET http://localhost:8181/ws HTTP/1.1\r\n" BASIC END, &pol_default,
-     REJECT(400, "target")},
+    {"absolute-form target", "GET http://localhost:8181/nope HTTP/1.1\r\n" BASIC END, &pol_default,
+     REJECT(404, "path")},
     {"bad escape in target", "GET /ws%zz HTTP/1.1\r\n" BASIC END, &pol_default,
      REJECT(400, "target")},
 
@@ -475,7 +475,8 @@ static void test_error_responses(void **state)
     static const char want426[] = "HTTP/1.1 426 Upgrade Required\r\n"
                                   "Content-Type: text/plain; charset=utf-8\r\n"
                                   "Content-Length: 45\r\n"
-                                  "Connection: close\r\n"
+                                  "Connection: upgrade, close\r\n"
+                                  "Upgrade: websocket\r\n"
                                   "Sec-WebSocket-Version: 13\r\n"
                                   "\r\n"
                                   "unsupported WebSocket version; supported: 13\n";
