@@ -95,6 +95,7 @@ class StompClient:
         self.ws = websocket.create_connection(url, **kw)
         self.version = "1.2"
         self.heartbeats = 0
+        self.pending = []
         self.subprotocol = self.ws.getsubprotocol()
 
     # -- sending
@@ -151,13 +152,24 @@ class StompClient:
         return parse_frame(self.recv_msg(timeout), self.version)
 
     def expect(self, command, timeout=5):
-        f = self.recv(timeout)
-        assert f.command == command, f"expected {command}, got {f!r}"
-        return f
+        """Next frame of this command. MESSAGE and RECEIPT frames that arrive first are kept
+        for a later expect() (a delivery may overtake the RECEIPT of the SEND that caused
+        it); anything else out of turn fails the test."""
+        for i, f in enumerate(self.pending):
+            if f.command == command:
+                return self.pending.pop(i)
+        deadline = time.monotonic() + scaled(timeout)
+        while True:
+            f = self.recv(max(0.001, deadline - time.monotonic()) / scaled(1))
+            if f.command == command:
+                return f
+            assert f.command in ("MESSAGE", "RECEIPT"), f"expected {command}, got {f!r}"
+            self.pending.append(f)
 
     def expect_error_and_close(self, timeout=5):
         """ERROR with a message header, then a WebSocket close; returns (frame, close code)."""
-        f = self.expect("ERROR", timeout)
+        f = self.recv(timeout)
+        assert f.command == "ERROR", f"expected ERROR, got {f!r}"
         assert f.get("message"), f"ERROR without message header: {f!r}"
         try:
             extra = self.recv_msg(timeout)
