@@ -294,10 +294,12 @@ int main(int argc, char **argv)
         sg_config_usage(options, "stockd",
                         "The quote daemon: consumes stocks.work, publishes stocks.result.",
                         "STOCKD_", stdout);
+        sg_config_free(options, &c);
         return 0;
     }
     if (cli.version) {
         printf("stockd %s\n", SG_VERSION);
+        sg_config_free(options, &c);
         return 0;
     }
     char host[256];
@@ -308,10 +310,12 @@ int main(int argc, char **argv)
     }
     if (errors) {
         fprintf(stderr, "stockd: %d configuration error%s\n", errors, errors == 1 ? "" : "s");
+        sg_config_free(options, &c);
         return 2;
     }
     if (cli.check_config) {
         printf("stockd: configuration ok\n");
+        sg_config_free(options, &c);
         return 0;
     }
     sg_log_init("stockd", (enum sg_log_level)c.log_level);

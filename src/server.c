@@ -272,6 +272,13 @@ static void sig_cb(evutil_socket_t sig, short what, void *arg)
     event_base_loopbreak(base);
 }
 
+static void hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+    /* reloading (certificates, limits) is planned; until then SIGHUP must
+     * not kill the daemon, which is its default action */
+    sg_log(SG_LOG_WARN, "SIGHUP: configuration reload is not supported yet; ignored");
+}
+
 static void build_session_config(struct sg_server *s)
 {
     const struct sg_gw_config *c = s->cfg;
@@ -299,7 +306,7 @@ int sg_server_run(struct sg_gw_config *cfg)
     int rc = 1;
     struct sg_server *s = calloc(1, sizeof *s);
     struct event_base *main_base = NULL;
-    struct event *ev_int = NULL, *ev_term = NULL;
+    struct event *ev_int = NULL, *ev_term = NULL, *ev_hup = NULL;
     if (!s) return 1;
     s->cfg = cfg;
     s->start_ms = sg_now_ms();
@@ -349,8 +356,10 @@ int sg_server_run(struct sg_gw_config *cfg)
     main_base = event_base_new();
     ev_int = evsignal_new(main_base, SIGINT, sig_cb, main_base);
     ev_term = evsignal_new(main_base, SIGTERM, sig_cb, main_base);
+    ev_hup = evsignal_new(main_base, SIGHUP, hup_cb, NULL);
     event_add(ev_int, NULL);
     event_add(ev_term, NULL);
+    event_add(ev_hup, NULL);
 
     for (int i = 0; i < s->nworkers; i++)
         pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
@@ -385,6 +394,7 @@ out:
     free(s->workers);
     if (ev_int) event_free(ev_int);
     if (ev_term) event_free(ev_term);
+    if (ev_hup) event_free(ev_hup);
     if (main_base) event_base_free(main_base);
     if (s->ssl_ctx) SSL_CTX_free(s->ssl_ctx);
     free(s);
