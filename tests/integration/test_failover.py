@@ -7,7 +7,7 @@ import uuid
 
 import websocket
 
-from sgtest import scaled, wait_for
+from sgtest import http_get, scaled, wait_for
 from stompc import Closed, StompClient, connected_client
 
 
@@ -73,6 +73,9 @@ def test_kill9_broker_under_load(stompgate, broker):
     publish(50, 100, wait=False)              # in flight while the broker dies
     broker.kill9()
     publish(100, 150, wait=False)             # sent while the broker is down
+    # liveness stays up, readiness reports the broker
+    assert wait_for(lambda: http_get(gw, "/readyz")[0] == 503, scaled(10))
+    assert http_get(gw, "/healthz")[0] == 200
     broker.start()
     collect(150 - len(receipted), 60)         # every SEND is confirmed eventually
     assert receipted == {f"p{i}" for i in range(150)}
@@ -100,5 +103,6 @@ def test_kill9_broker_under_load(stompgate, broker):
     for r in readers:
         r.join(5)
         assert r.closed is None, f"a client lost its connection: {r.closed}"
+    assert wait_for(lambda: http_get(gw, "/readyz")[0] == 200, scaled(10))
     log = gw.log()
     assert "lost" in log and "re-established" in log
