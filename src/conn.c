@@ -130,6 +130,20 @@ static void ws_send_close(struct sg_conn *c, int code, const char *reason)
     c->close_sent = 1;
 }
 
+/* The last bytes are written. Plain TCP: half-close and read until EOF, so
+ * the peer gets our last bytes instead of an RST for data it sent
+ * meanwhile. TLS: close now. */
+static void conn_flushed(struct sg_conn *c)
+{
+    if (c->tls) {
+        c->dead = 1;
+        return;
+    }
+    shutdown(c->fd, SHUT_WR);
+    c->state = CS_LINGER;
+    c->dl_close = sg_now_ms() + LINGER_MS;
+}
+
 /* The last bytes are queued: close once they are written. */
 static void conn_finish(struct sg_conn *c)
 {
@@ -138,16 +152,8 @@ static void conn_finish(struct sg_conn *c)
     c->dl_hs = c->dl_ping = c->dl_pong = 0;
     c->dl_close = sg_now_ms() + (uint64_t)c->s->cfg->close_timeout_ms;
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-        /* nothing pending: the write callback won't fire */
-        if (c->tls) {
-            c->dead = 1;
-        } else {
-            shutdown(c->fd, SHUT_WR);
-            c->state = CS_LINGER;
-            c->dl_close = sg_now_ms() + LINGER_MS;
-        }
-    }
+    /* nothing pending: the write callback won't fire */
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_flushed(c);
 }
 
 /* Fail the WebSocket connection (RFC 6455 7.1.7): close frame, then close. */
@@ -597,17 +603,8 @@ static void write_cb(struct bufferevent *bev, void *arg)
         if (!c->broker_paused) bufferevent_enable(bev, EV_READ);
     }
     if (c->relay_data && c->state == CS_WS) sg_relay_conn_drained(c->w->relay, c);
-    if (c->state == CS_FLUSH && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-        if (c->tls) {
-            c->dead = 1;
-        } else {
-            /* half-close and read until EOF so the peer gets our last bytes
-             * instead of an RST for data it sent meanwhile */
-            shutdown(c->fd, SHUT_WR);
-            c->state = CS_LINGER;
-            c->dl_close = sg_now_ms() + LINGER_MS;
-        }
-    }
+    if (c->state == CS_FLUSH && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        conn_flushed(c);
     leave(c);
 }
 

@@ -512,6 +512,23 @@ class Broker:
 
 _session_broker = None
 
+# Stops a broker this session started once pytest is gone, whatever killed it
+# (SIGKILL, a CI time limit): the node runs detached and would outlive us.
+_WATCHDOG = r"""
+pid=$1 dir=$2
+while s=$(cat /proc/$pid/stat 2>/dev/null); do
+    s=${s##*) }
+    case ${s%% *} in Z | X) break ;; esac
+    sleep 2
+done
+[ -f "$dir/port_base" ] && bash "$3" stop "$dir" >/dev/null 2>&1
+rm -rf "$dir"
+"""
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
 
 @pytest.fixture(scope="session")
 def broker():
@@ -525,14 +542,33 @@ def broker():
             if not b.is_running():
                 b.start()
         else:
-            b = Broker.launch()
+            # SIGTERM / SIGHUP become KeyboardInterrupt so that teardown stops the node
+            old = {sig: signal.signal(sig, _raise_interrupt)
+                   for sig in (signal.SIGTERM, signal.SIGHUP)}
+            try:
+                b = Broker.launch()
+            except BaseException:
+                for sig, handler in old.items():
+                    signal.signal(sig, handler)
+                raise
+            watchdog = subprocess.Popen(
+                ["bash", "-c", _WATCHDOG, "sg-broker-watchdog", str(os.getpid()), str(b.dir),
+                 str(BROKER_SH)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True)
             created = True
         _session_broker = b
     yield _session_broker
     if created:
         b, _session_broker = _session_broker, None
-        b.stop()
-        shutil.rmtree(b.dir, ignore_errors=True)
+        try:
+            b.stop()
+            shutil.rmtree(b.dir, ignore_errors=True)
+        finally:
+            watchdog.kill()
+            watchdog.wait()
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
 
 
 @pytest.fixture(autouse=True)
