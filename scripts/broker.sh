@@ -87,8 +87,8 @@ for p in sys.argv[1:]:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind(("127.0.0.1", int(p)))
-    except OSError:
-        sys.exit(1)
+    except OSError as e:
+        sys.exit(f"port {p}: {e.strerror}")
     finally:
         s.close()
 EOF
@@ -296,8 +296,15 @@ cmd_start() {
     [ "${BROKER_MANAGEMENT:-0}" = 1 ] && ports="$ports $MGMT_PORT"
     # epmd's port may be held by our own epmd left from a kill9: that one is reused
     [ -n "$(epmd_pids "$EPMD_PORT")" ] || ports="$ports $EPMD_PORT"
+    # a node just killed (kill9) may still hold its sockets for a moment while the
+    # kernel tears it down: give the ports up to 10 s to come free
+    local tries=0 busy
     # shellcheck disable=SC2086
-    port_free $ports || die "a port in $B..$EPMD_PORT is in use on 127.0.0.1 (pick another base: $0 freebase)"
+    until busy=$(port_free $ports 2>&1); do
+        tries=$((tries + 1))
+        [ $tries -lt 50 ] || die "$busy: a port in $B..$EPMD_PORT is in use on 127.0.0.1 (pick another base: $0 freebase)"
+        sleep 0.2
+    done
 
     write_files
     : >"$DIR/log/console.log"

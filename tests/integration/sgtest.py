@@ -437,7 +437,8 @@ class Broker:
 
     @staticmethod
     def script(*args, timeout=180, check=True):
-        """Run scripts/broker.sh args; CompletedProcess (fails the test if check and rc != 0)."""
+        """Run scripts/broker.sh args; CompletedProcess (RuntimeError with its output if
+        check and it exits non-zero)."""
         r = subprocess.run(["bash", str(BROKER_SH), *map(str, args)], capture_output=True,
                            text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         if check and r.returncode != 0:
@@ -457,6 +458,7 @@ class Broker:
                 return cls(directory, owned=True)
             except RuntimeError as e:
                 last = e
+        shutil.rmtree(directory, ignore_errors=True)
         raise last
 
     def is_running(self):
@@ -681,6 +683,7 @@ def pytest_runtest_makereport(item, call):
     setattr(item, "rep_" + rep.when, rep)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own teardown of the fixtures
 def pytest_sessionfinish(session, exitstatus):
     """No daemon may outlive the session: kill leftovers and fail the run."""
     left = [d for d in _daemons if d.alive()]
