@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define DEFAULT_CONFIG "/etc/stompgate/stompgate.conf"
 
@@ -42,6 +43,19 @@ int main(int argc, char **argv)
     }
     sg_log_init("stompgate", (enum sg_log_level)cfg.log_level);
     sg_log_hook_libevent();
+    /* every connection is a descriptor: take the whole hard limit (a 1024
+     * soft limit would cap a load test long before max_connections) */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (rlim_t)cfg.max_connections + 64 > rl.rlim_cur)
+        sg_log(SG_LOG_WARN,
+               "max_connections %lld is above what the descriptor limit %llu allows; "
+               "connections beyond it will fail to be accepted",
+               cfg.max_connections, (unsigned long long)rl.rlim_cur);
     int rc = sg_server_run(&cfg);
     sg_config_free(sg_gw_options, &cfg);
     return rc;
