@@ -71,17 +71,21 @@ int sg_auth_broker_connect(const char *host, int port, const char *vhost, const 
         goto out;
     }
     /* announce the capabilities we handle: connection.blocked notifications
-     * (backpressure) and publisher confirms (receipts) */
-    amqp_table_entry_t caps[2], props[2];
+     * (backpressure), publisher confirms (receipts) and basic.cancel from the
+     * broker (a deleted queue ends its subscriptions with an ERROR) */
+    amqp_table_entry_t caps[3], props[2];
     caps[0].key = amqp_cstring_bytes("connection.blocked");
     caps[0].value.kind = AMQP_FIELD_KIND_BOOLEAN;
     caps[0].value.value.boolean = 1;
     caps[1].key = amqp_cstring_bytes("publisher_confirms");
     caps[1].value.kind = AMQP_FIELD_KIND_BOOLEAN;
     caps[1].value.value.boolean = 1;
+    caps[2].key = amqp_cstring_bytes("consumer_cancel_notify");
+    caps[2].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    caps[2].value.value.boolean = 1;
     props[0].key = amqp_cstring_bytes("capabilities");
     props[0].value.kind = AMQP_FIELD_KIND_TABLE;
-    props[0].value.value.table.num_entries = 2;
+    props[0].value.value.table.num_entries = 3;
     props[0].value.value.table.entries = caps;
     props[1].key = amqp_cstring_bytes("product");
     props[1].value.kind = AMQP_FIELD_KIND_UTF8;

@@ -1032,9 +1032,19 @@ static void on_method(struct bconn *bc, uint16_t chid, amqp_method_t *m)
         /* the broker cancelled a consumer (queue deleted, node down) */
         struct sub *s = ch->sub;
         if (s) {
-            snprintf(errbuf, sizeof errbuf, "subscription to %s was cancelled by the broker",
+            snprintf(errbuf, sizeof errbuf, "subscription to %.300s was cancelled by the broker",
                      s->dest);
             sess_fail(s->rs, errbuf, NULL, 0);
+        } else if (ch->topic) {
+            struct rsess *victims[64];
+            int n = 0;
+            for (struct sub *x = ch->topic->subs; x && n < 64; x = x->tnext) {
+                int dup = 0;
+                for (int i = 0; i < n; i++) dup |= victims[i] == x->rs;
+                if (!dup) victims[n++] = x->rs;
+            }
+            for (int i = 0; i < n; i++)
+                sess_fail(victims[i], "subscription was cancelled by the broker", NULL, 0);
         }
         return;
     }
@@ -1277,6 +1287,9 @@ static void connect_done(struct sg_auth_req *req)
         int n = 0;
         for (struct rsess *rs = bc->sessions; rs && n < 256; rs = rs->next) victims[n++] = rs;
         for (int i = 0; i < n; i++) sess_fail(victims[i], "access refused", NULL, SG_WS_CLOSE_POLICY);
+    } else if (bc->service && !req->ok && !req->broker_down) {
+        sg_log(SG_LOG_WARN, "broker refuses the bridge's own user %s (broker_user): %s",
+               bc->login, req->reason);
     } else {
         sg_log(SG_LOG_DEBUG, "broker connect for user %s failed: %s", bc->login, req->reason);
     }

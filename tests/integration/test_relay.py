@@ -344,3 +344,12 @@ def test_shared_upstream_is_one_queue(gw, broker):
     after = set(broker.ctl("list_queues", "name", "--no-table-headers", "--quiet").stdout.split())
     new = [q for q in after - before if q.startswith("stompgate-")]
     assert len(new) == 1, new
+
+
+def test_deleted_queue_ends_subscription_with_error(gw, broker):
+    q = uniq("delq")
+    c = connected_client(gw, broker)
+    subscribe(c, f"/queue/{q}")
+    broker.delete_queue(q)
+    f, code = c.expect_error_and_close()
+    assert "cancelled by the broker" in f["message"] and q in f["message"]
