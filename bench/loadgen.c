@@ -46,7 +46,7 @@
 #include <unistd.h>
 
 #define SCRATCH_SIZE (256 * 1024)
-#define MAX_IN_PENDING (8u * 1024 * 1024) /* bound on a partial frame kept per connection */
+#define MAX_IN_PENDING (8u * 1024 * 1024)  /* bound on a partial frame kept per connection */
 #define MAX_OUT_PENDING (1u * 1024 * 1024) /* publishers stop queueing past this */
 #define MAX_PIDS 4
 #define BODY_MIN 32
@@ -176,7 +176,10 @@ static void note_error(struct conn *c, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     snprintf(g.first_error, sizeof g.first_error, "conn %d (%s, %s): %s", c ? c->idx : -1,
-             c ? (c->role == ROLE_SUB ? "sub" : c->role == ROLE_PUB ? "pub" : "idle") : "-",
+             c ? (c->role == ROLE_SUB   ? "sub"
+                  : c->role == ROLE_PUB ? "pub"
+                                        : "idle")
+               : "-",
              phase_name[g.phase], msg);
 }
 
@@ -209,7 +212,8 @@ static double read_cpu_s(int pid)
     if (!p) return -1;
     p += 2;
     unsigned long long ut = 0, st = 0;
-    /* fields 3..15: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+    /* fields 3..15: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime
+     * stime */
     if (sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return -1;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
@@ -250,7 +254,8 @@ static void out_reserve(struct conn *c, size_t n)
         if (c->out_len + n <= c->out_cap) return;
     }
     size_t cap = c->out_cap ? c->out_cap : 512;
-    while (cap < c->out_len + n) cap *= 2;
+    while (cap < c->out_len + n)
+        cap *= 2;
     c->out = xrealloc(c->out, cap);
     c->out_cap = cap;
 }
@@ -278,7 +283,8 @@ static void ws_send(struct conn *c, int opcode, const void *payload, size_t len)
         h[hl++] = (uint8_t)len;
     } else {
         h[hl++] = 0x80 | 127;
-        for (int i = 7; i >= 0; i--) h[hl++] = (uint8_t)((uint64_t)len >> (8 * i));
+        for (int i = 7; i >= 0; i--)
+            h[hl++] = (uint8_t)((uint64_t)len >> (8 * i));
     }
     uint32_t k = (uint32_t)rnd();
     uint8_t mask[4] = {(uint8_t)k, (uint8_t)(k >> 8), (uint8_t)(k >> 16), (uint8_t)(k >> 24)};
@@ -286,7 +292,8 @@ static void ws_send(struct conn *c, int opcode, const void *payload, size_t len)
     hl += 4;
     const uint8_t *src = payload;
     uint8_t *dst = h + hl;
-    for (size_t i = 0; i < len; i++) dst[i] = src[i] ^ mask[i & 3];
+    for (size_t i = 0; i < len; i++)
+        dst[i] = src[i] ^ mask[i & 3];
     c->out_len += hl + len;
     flush_list_add(c);
 }
@@ -572,8 +579,10 @@ static int http_header(const char *head, size_t len, const char *name, char *out
         if (!eol) eol = end;
         if ((size_t)(eol - p) > nl && !strncasecmp(p, name, nl) && p[nl] == ':') {
             const char *v = p + nl + 1, *ve = eol;
-            while (v < ve && (*v == ' ' || *v == '\t')) v++;
-            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
             size_t vl = (size_t)(ve - v);
             if (vl >= cap) vl = cap - 1;
             memcpy(out, v, vl);
@@ -649,7 +658,8 @@ static size_t on_bytes(struct conn *c, uint8_t *p, size_t len)
         } else if (plen == 127) {
             if (avail < 10) break;
             plen = 0;
-            for (int i = 0; i < 8; i++) plen = plen << 8 | h[2 + i];
+            for (int i = 0; i < 8; i++)
+                plen = plen << 8 | h[2 + i];
             hl = 10;
         }
         if (plen > MAX_IN_PENDING) {
@@ -711,7 +721,8 @@ static void on_readable(struct conn *c)
         if (c->in_len) {
             if (c->in_len + (size_t)n > c->in_cap) {
                 size_t cap = c->in_cap ? c->in_cap : 4096;
-                while (cap < c->in_len + (size_t)n) cap *= 2;
+                while (cap < c->in_len + (size_t)n)
+                    cap *= 2;
                 c->in = xrealloc(c->in, cap);
                 c->in_cap = cap;
             }
@@ -781,7 +792,8 @@ static int topic_inflight(int t)
 static int all_delivered(void)
 {
     for (int t = 0; t < g.topics; t++)
-        if (g.topic_delivered[t] < g.topic_sent[t] * (uint64_t)(g.topic_subs[t] > 0 ? g.topic_subs[t] : 0))
+        if (g.topic_delivered[t] <
+            g.topic_sent[t] * (uint64_t)(g.topic_subs[t] > 0 ? g.topic_subs[t] : 0))
             return 0;
     return 1;
 }
@@ -802,7 +814,8 @@ static int advance(void)
     }
     switch (g.phase) {
     case PH_CONNECT:
-        while (g.started < g.conns && g.inprogress < g.concurrency) start_connect(&g.c[g.started]);
+        while (g.started < g.conns && g.inprogress < g.concurrency)
+            start_connect(&g.c[g.started]);
         if (g.connected + g.setup_failed < g.conns) return 100;
         g.t_conn_end = now_ns();
         g.phase = PH_SUBSCRIBE;
@@ -812,7 +825,8 @@ static int advance(void)
     case PH_SUBSCRIBE: {
         int pending = 0;
         for (int i = 0; i < g.conns; i++)
-            if (g.c[i].role == ROLE_SUB && g.c[i].state == ST_READY && !g.c[i].subscribed) pending++;
+            if (g.c[i].role == ROLE_SUB && g.c[i].state == ST_READY && !g.c[i].subscribed)
+                pending++;
         if (pending) return 100;
         g.t_sub_end = g.t_pub_start = now_ns();
         g.phase = PH_PUBLISH;
@@ -885,7 +899,8 @@ static void report(const char *stopped_in)
         deliv_s = (double)(end - g.t_pub_start) / 1e9;
         pub_s = (double)((g.t_pub_end ? g.t_pub_end : now_ns()) - g.t_pub_start) / 1e9;
     }
-    int errors = g.e_connect + g.e_handshake + g.e_stomp_error + g.e_closed + g.e_protocol + g.e_body;
+    int errors =
+        g.e_connect + g.e_handshake + g.e_stomp_error + g.e_closed + g.e_protocol + g.e_body;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double self_cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
@@ -894,8 +909,8 @@ static void report(const char *stopped_in)
     printf("{\"scenario\":\"%s\",\"target\":\"%s\",\"ok\":%s,\"stopped_in\":\"%s\","
            "\"conns\":%d,\"subs\":%d,\"pubs\":%d,\"topics\":%d,\"messages\":%lld,\"size\":%d,"
            "\"window\":%d,\"rate\":%.0f,",
-           g.label, g.target, (!g.timed_out && errors == 0) ? "true" : "false", stopped_in,
-           g.conns, g.subs, g.pubs, g.topics, g.messages, g.size, g.window, g.rate);
+           g.label, g.target, (!g.timed_out && errors == 0) ? "true" : "false", stopped_in, g.conns,
+           g.subs, g.pubs, g.topics, g.messages, g.size, g.window, g.rate);
     printf("\"connected\":%d,\"connect_s\":%.3f,\"connect_per_s\":%.1f,\"subscribed\":%d,"
            "\"subscribe_s\":%.3f,",
            g.connected, connect_s, connect_s > 0 ? g.connected / connect_s : 0, g.subs_ok, sub_s);
@@ -907,8 +922,7 @@ static void report(const char *stopped_in)
            pct_us(0.50), pct_us(0.99), g.nlat ? (double)g.lat[g.nlat - 1] / 1000.0 : -1.0);
     printf("\"errors\":%d,\"error_detail\":{\"connect\":%d,\"handshake\":%d,\"stomp_error\":%d,"
            "\"closed\":%d,\"protocol\":%d,\"body\":%d},\"first_error\":\"",
-           errors, g.e_connect, g.e_handshake, g.e_stomp_error, g.e_closed, g.e_protocol,
-           g.e_body);
+           errors, g.e_connect, g.e_handshake, g.e_stomp_error, g.e_closed, g.e_protocol, g.e_body);
     for (const char *s = g.first_error; *s; s++) {
         unsigned char ch = (unsigned char)*s;
         if (ch == '"' || ch == '\\')
@@ -939,10 +953,12 @@ static void usage(void)
             "  --login U --passcode P   STOMP credentials\n"
             "  --conns N                connections in total (subs + pubs + idle)\n"
             "  --subs S --pubs P        subscriber / publisher connections\n"
-            "  --topics T               topics /topic/PREFIX.0 .. T-1 (sub i -> i %% T, pub i -> i %% T)\n"
+            "  --topics T               topics /topic/PREFIX.0 .. T-1 (sub i -> i %% T, pub i -> i "
+            "%% T)\n"
             "  --messages M --size B    messages in total over all publishers, body bytes (>= %d)\n"
             "  --window W               max messages in flight per topic (0 = unbounded)\n"
-            "  --rate R                 max messages/s over all publishers (0 = as fast as the window allows)\n"
+            "  --rate R                 max messages/s over all publishers (0 = as fast as the "
+            "window allows)\n"
             "  --timeout SEC            hard stop (default 120)\n"
             "  --settle-ms MS           wait before the final RSS sample (default 0)\n"
             "  --concurrency C          connections being set up at once (default 200)\n"
@@ -955,14 +971,16 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"url", 1, 0, 'u'},      {"login", 1, 0, 'l'},     {"passcode", 1, 0, 'p'},
-        {"conns", 1, 0, 'n'},    {"subs", 1, 0, 's'},      {"pubs", 1, 0, 'P'},
-        {"topics", 1, 0, 'T'},   {"messages", 1, 0, 'm'},  {"size", 1, 0, 'b'},
-        {"window", 1, 0, 'w'},   {"rate", 1, 0, 'r'},      {"timeout", 1, 0, 't'},
-        {"settle-ms", 1, 0, 'S'}, {"concurrency", 1, 0, 'c'}, {"prefix", 1, 0, 'x'},
-        {"label", 1, 0, 'L'},    {"target", 1, 0, 'G'},    {"pid", 1, 0, 'i'},
-        {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
+    static const struct option opts[] = {{"url", 1, 0, 'u'},       {"login", 1, 0, 'l'},
+                                         {"passcode", 1, 0, 'p'},  {"conns", 1, 0, 'n'},
+                                         {"subs", 1, 0, 's'},      {"pubs", 1, 0, 'P'},
+                                         {"topics", 1, 0, 'T'},    {"messages", 1, 0, 'm'},
+                                         {"size", 1, 0, 'b'},      {"window", 1, 0, 'w'},
+                                         {"rate", 1, 0, 'r'},      {"timeout", 1, 0, 't'},
+                                         {"settle-ms", 1, 0, 'S'}, {"concurrency", 1, 0, 'c'},
+                                         {"prefix", 1, 0, 'x'},    {"label", 1, 0, 'L'},
+                                         {"target", 1, 0, 'G'},    {"pid", 1, 0, 'i'},
+                                         {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
     const char *url = NULL;
     snprintf(g.login, sizeof g.login, "guest");
     snprintf(g.passcode, sizeof g.passcode, "guest");
@@ -977,23 +995,57 @@ int main(int argc, char **argv)
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
-        case 'u': url = optarg; break;
-        case 'l': snprintf(g.login, sizeof g.login, "%s", optarg); break;
-        case 'p': snprintf(g.passcode, sizeof g.passcode, "%s", optarg); break;
-        case 'n': g.conns = atoi(optarg); break;
-        case 's': g.subs = atoi(optarg); break;
-        case 'P': g.pubs = atoi(optarg); break;
-        case 'T': g.topics = atoi(optarg); break;
-        case 'm': g.messages = atoll(optarg); break;
-        case 'b': g.size = atoi(optarg); break;
-        case 'w': g.window = atoi(optarg); break;
-        case 'r': g.rate = atof(optarg); break;
-        case 't': g.timeout_s = atof(optarg); break;
-        case 'S': g.settle_ms = atoi(optarg); break;
-        case 'c': g.concurrency = atoi(optarg); break;
-        case 'x': snprintf(g.prefix, sizeof g.prefix, "%s", optarg); break;
-        case 'L': snprintf(g.label, sizeof g.label, "%s", optarg); break;
-        case 'G': snprintf(g.target, sizeof g.target, "%s", optarg); break;
+        case 'u':
+            url = optarg;
+            break;
+        case 'l':
+            snprintf(g.login, sizeof g.login, "%s", optarg);
+            break;
+        case 'p':
+            snprintf(g.passcode, sizeof g.passcode, "%s", optarg);
+            break;
+        case 'n':
+            g.conns = atoi(optarg);
+            break;
+        case 's':
+            g.subs = atoi(optarg);
+            break;
+        case 'P':
+            g.pubs = atoi(optarg);
+            break;
+        case 'T':
+            g.topics = atoi(optarg);
+            break;
+        case 'm':
+            g.messages = atoll(optarg);
+            break;
+        case 'b':
+            g.size = atoi(optarg);
+            break;
+        case 'w':
+            g.window = atoi(optarg);
+            break;
+        case 'r':
+            g.rate = atof(optarg);
+            break;
+        case 't':
+            g.timeout_s = atof(optarg);
+            break;
+        case 'S':
+            g.settle_ms = atoi(optarg);
+            break;
+        case 'c':
+            g.concurrency = atoi(optarg);
+            break;
+        case 'x':
+            snprintf(g.prefix, sizeof g.prefix, "%s", optarg);
+            break;
+        case 'L':
+            snprintf(g.label, sizeof g.label, "%s", optarg);
+            break;
+        case 'G':
+            snprintf(g.target, sizeof g.target, "%s", optarg);
+            break;
         case 'i': {
             const char *colon = strrchr(optarg, ':');
             if (!colon || g.npids == MAX_PIDS) usage();
@@ -1002,7 +1054,8 @@ int main(int argc, char **argv)
             w->pid = atoi(colon + 1);
             break;
         }
-        default: usage();
+        default:
+            usage();
         }
     }
     if (!url || strncmp(url, "ws://", 5) != 0) usage();
@@ -1083,12 +1136,15 @@ int main(int argc, char **argv)
             if (errno == EINTR) continue;
             die("epoll_wait: %s", strerror(errno));
         }
-        for (int i = 0; i < n; i++) on_event(evs[i].data.ptr, evs[i].events);
+        for (int i = 0; i < n; i++)
+            on_event(evs[i].data.ptr, evs[i].events);
         flush_dirty();
     }
     sample_pids(1);
     report(g.timed_out ? phase_name[stopped] : "done");
-    int errors = g.e_connect + g.e_handshake + g.e_stomp_error + g.e_closed + g.e_protocol + g.e_body;
-    for (int i = 0; i < g.conns; i++) conn_kill(&g.c[i], 0);
+    int errors =
+        g.e_connect + g.e_handshake + g.e_stomp_error + g.e_closed + g.e_protocol + g.e_body;
+    for (int i = 0; i < g.conns; i++)
+        conn_kill(&g.c[i], 0);
     return (g.timed_out || errors) ? 1 : 0;
 }

@@ -63,6 +63,7 @@ cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude bench/loadgen.c build/rel/
 tmp=$(mktemp -d /tmp/sgbench.XXXXXX) || die "mktemp failed"
 sg_pid=
 broker_started=0
+# shellcheck disable=SC2317  # called from the EXIT trap
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -72,9 +73,9 @@ cleanup() {
         alive "$sg_pid" && kill -KILL "$sg_pid" 2>/dev/null
         wait "$sg_pid" 2>/dev/null
     fi
-    if [ $broker_started = 1 ]; then bash scripts/broker.sh stop "$tmp/broker" >&2 || true; fi
+    if [ "$broker_started" = 1 ]; then bash scripts/broker.sh stop "$tmp/broker" >&2 || true; fi
     if [ "${BENCH_KEEP:-0}" = 1 ]; then say "kept $tmp"; else rm -rf "$tmp"; fi
-    exit $rc
+    exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -184,6 +185,7 @@ run() {
 }
 
 start=$SECONDS
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for target in stompgate web_stomp; do
     run conns "$target" --conns "$CONNS" --settle-ms 3000 --timeout 120
 done
@@ -196,6 +198,7 @@ for target in stompgate web_stomp; do
         --messages "$THR_MSGS" --size 256 --window 100 --timeout 120
 done
 elapsed=$((SECONDS - start))
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 if [ -s "$tmp/stompgate.log" ]; then
     say "stompgate log (warnings and errors, last 20 lines):"
@@ -205,9 +208,9 @@ fi
 # ---- results file and table
 rmq_version=$(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo unknown)
 "$PY" - "$lines" "$repo/bench/results/latest.json" "$rmq_version" "$sg_idle_kb" "$beam_idle_kb" \
-    "$cores" "$elapsed" "$CONNS" <<'EOF'
+    "$cores" "$elapsed" "$CONNS" "$load_before" "$load_after" <<'EOF'
 import json, os, platform, subprocess, sys, time
-lines, out, rmq, sg_idle, beam_idle, cores, elapsed, conns = sys.argv[1:]
+lines, out, rmq, sg_idle, beam_idle, cores, elapsed, conns, load_before, load_after = sys.argv[1:]
 runs = [json.loads(l) for l in open(lines) if l.strip()]
 by = {(r["scenario"], r["target"]): r for r in runs}
 mem_kb = 0
@@ -227,6 +230,9 @@ doc = {
     "stompgate_workers": int(cores),
     "idle_rss_kb": {"stompgate": int(sg_idle), "broker_beam": int(beam_idle)},
     "elapsed_s": int(elapsed),
+    # other processes on the machine share the cores: the load average around the run
+    "loadavg_before": load_before,
+    "loadavg_after": load_after,
     "runs": runs,
 }
 
@@ -292,7 +298,8 @@ with open(tmp, "w") as f:
     f.write("\n")
 os.replace(tmp, out)
 
-print(f"\n`make bench`: {cores} cores, {mem_kb // 1024} MiB, kernel {platform.release()}, rabbitmq-server {rmq}, {elapsed} s\n")
+print(f"\n`make bench`: {cores} cores, {mem_kb // 1024} MiB, kernel {platform.release()}, rabbitmq-server {rmq}, "
+      f"{elapsed} s, load average before/after {load_before} / {load_after}\n")
 print("| metric | stompgate | web_stomp | ratio stompgate / web_stomp |")
 print("|---|---:|---:|---:|")
 for t in T:

@@ -36,7 +36,9 @@ struct stockd_config {
 };
 
 #define O(name, type, def, min, max, help)                                                         \
-    {#name, type, def, offsetof(struct stockd_config, name), min, max, help}
+    {                                                                                              \
+#name, type, def, offsetof(struct stockd_config, name), min, max, help                     \
+    }
 static const struct sg_opt options[] = {
     O(broker, SG_OPT_STR, "127.0.0.1:5672", 0, 0, "RabbitMQ AMQP address host:port"),
     O(broker_vhost, SG_OPT_STR, "/", 0, 0, "vhost"),
@@ -92,12 +94,13 @@ static double start_price(const char *sym)
     static const struct {
         const char *s;
         double p;
-    } book[] = {{"AAPL", 95.00}, {"MSFT", 50.00}, {"AMZN", 300.00}, {"GOOG", 550.00},
-                {"YHOO", 35.00}};
+    } book[] = {
+        {"AAPL", 95.00}, {"MSFT", 50.00}, {"AMZN", 300.00}, {"GOOG", 550.00}, {"YHOO", 35.00}};
     for (size_t i = 0; i < sizeof book / sizeof book[0]; i++)
         if (!strcmp(book[i].s, sym)) return book[i].p;
     unsigned h = 2166136261u;
-    for (const char *p = sym; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+    for (const char *p = sym; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
     return 10.0 + (double)(h % 49000) / 100.0; /* 10.00 .. 499.99, stable per symbol */
 }
 
@@ -128,9 +131,12 @@ static double next_price(const char *sym)
 static const char *reply_text(amqp_rpc_reply_t r, char *buf, size_t cap)
 {
     switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL: return "ok";
-    case AMQP_RESPONSE_NONE: return "missing reply";
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION: return amqp_error_string2(r.library_error);
+    case AMQP_RESPONSE_NORMAL:
+        return "ok";
+    case AMQP_RESPONSE_NONE:
+        return "missing reply";
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        return amqp_error_string2(r.library_error);
     case AMQP_RESPONSE_SERVER_EXCEPTION:
         if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
             amqp_connection_close_t *m = r.reply.decoded;
@@ -166,8 +172,8 @@ static int connect_broker(const struct stockd_config *c, amqp_connection_state_t
         amqp_destroy_connection(conn);
         return CONN_RETRY;
     }
-    amqp_rpc_reply_t r = amqp_login(conn, c->broker_vhost, 0, 131072, 30,
-                                    AMQP_SASL_METHOD_PLAIN, c->broker_user, c->broker_password);
+    amqp_rpc_reply_t r = amqp_login(conn, c->broker_vhost, 0, 131072, 30, AMQP_SASL_METHOD_PLAIN,
+                                    c->broker_user, c->broker_password);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
         int refused = r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION ||
                       (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
@@ -266,8 +272,8 @@ static int serve(const struct stockd_config *c, amqp_connection_state_t conn)
         if (res) {
             const char *ex = c->result_exchange[0] ? c->result_exchange : "";
             const char *key = c->result_exchange[0] ? "" : c->result_queue;
-            int st = amqp_basic_publish(conn, 1, amqp_cstring_bytes(ex), amqp_cstring_bytes(key),
-                                        0, 0, &props, amqp_cstring_bytes(res));
+            int st = amqp_basic_publish(conn, 1, amqp_cstring_bytes(ex), amqp_cstring_bytes(key), 0,
+                                        0, &props, amqp_cstring_bytes(res));
             sg_log(SG_LOG_DEBUG, "published %s", res);
             free(res);
             if (st != AMQP_STATUS_OK) {
@@ -287,9 +293,8 @@ int main(int argc, char **argv)
     struct stockd_config c;
     struct sg_cli cli;
     memset(&c, 0, sizeof c);
-    int errors =
-        sg_config_load(options, &c, "STOCKD_", "/etc/stompgate/stockd.conf", argc, argv, &cli,
-                       stderr);
+    int errors = sg_config_load(options, &c, "STOCKD_", "/etc/stompgate/stockd.conf", argc, argv,
+                                &cli, stderr);
     if (cli.help) {
         sg_config_usage(options, "stockd",
                         "The quote daemon: consumes stocks.work, publishes stocks.result.",
@@ -319,7 +324,8 @@ int main(int argc, char **argv)
         return 0;
     }
     sg_log_init("stockd", (enum sg_log_level)c.log_level);
-    rng_state = c.seed ? (unsigned long long)c.seed : (unsigned long long)time(NULL) ^ (unsigned long long)getpid() << 32;
+    rng_state = c.seed ? (unsigned long long)c.seed
+                       : (unsigned long long)time(NULL) ^ (unsigned long long)getpid() << 32;
     if (!rng_state) rng_state = 88172645463325252ULL;
 
     struct sigaction sa;
@@ -341,7 +347,8 @@ int main(int argc, char **argv)
             /* jittered exponential backoff, capped at 10 s */
             int ms = backoff_ms / 2 + (int)(rnd() * backoff_ms / 2);
             sg_log(SG_LOG_INFO, "reconnecting in %d ms", ms);
-            for (int t = 0; t < ms && !stopping; t += 50) usleep(50000);
+            for (int t = 0; t < ms && !stopping; t += 50)
+                usleep(50000);
             backoff_ms = backoff_ms * 2 > 10000 ? 10000 : backoff_ms * 2;
             continue;
         }

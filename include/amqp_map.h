@@ -55,7 +55,6 @@ int sg_map_send_to_props(const struct sg_stomp_frame *f, amqp_pool_t *pool,
  * empty key from 1.1 on) is skipped: no header injection from AMQP
  * publishers. Returns SG_OK, SG_ETOOBIG or SG_ENOMEM; on error out is left
  * as it was. props is only read. */
-int sg_map_props_to_headers(const amqp_basic_properties_t *props, int version,
-                            struct sg_buf *out);
+int sg_map_props_to_headers(const amqp_basic_properties_t *props, int version, struct sg_buf *out);
 
 #endif

@@ -31,9 +31,9 @@ struct sg_auth_req {
     int keep_conn;
     void *amqp_conn;
     char login[256], passcode[256], vhost[256];
-    int ok;            /* result: 1 accepted */
-    int broker_down;   /* result: the broker could not be reached */
-    char reason[160];  /* result: for the log (never contains the password) */
+    int ok;           /* result: 1 accepted */
+    int broker_down;  /* result: the broker could not be reached */
+    char reason[160]; /* result: for the log (never contains the password) */
     struct sg_auth_req *next;
 };
 

@@ -15,13 +15,14 @@
 #include <stdio.h>
 
 enum sg_opt_type {
-    SG_OPT_STR,      /* char *, strdup'ed ("" allowed) */
-    SG_OPT_INT,      /* long long within [min, max] */
-    SG_OPT_SIZE,     /* long long bytes, accepts K/M/G suffixes (powers of 1024), in [min, max] */
-    SG_OPT_BOOL,     /* int 0/1: true/false/yes/no/on/off/1/0 */
-    SG_OPT_DOUBLE,   /* double within [min, max] */
-    SG_OPT_LIST,     /* char ** NULL-terminated, comma-separated, elements trimmed */
-    SG_OPT_ADDRS,    /* like LIST, each element "host:port" ("[v6]:port"; host numeric, "localhost" or "*") */
+    SG_OPT_STR,    /* char *, strdup'ed ("" allowed) */
+    SG_OPT_INT,    /* long long within [min, max] */
+    SG_OPT_SIZE,   /* long long bytes, accepts K/M/G suffixes (powers of 1024), in [min, max] */
+    SG_OPT_BOOL,   /* int 0/1: true/false/yes/no/on/off/1/0 */
+    SG_OPT_DOUBLE, /* double within [min, max] */
+    SG_OPT_LIST,   /* char ** NULL-terminated, comma-separated, elements trimmed */
+    SG_OPT_ADDRS,  /* like LIST, each element "host:port" ("[v6]:port"; host numeric, "localhost" or
+                      "*") */
     SG_OPT_LOGLEVEL, /* int, see log.h */
 };
 

@@ -26,11 +26,11 @@ enum sg_err {
     SG_EAUTH = -109,      /* access refused */
 
     /* limit: a configured bound was exceeded */
-    SG_ELIMIT = -200,       /* generic bound exceeded */
-    SG_ETOOBIG = -201,      /* message/frame/body too big (close 1009) */
-    SG_ETOOMANY = -202,     /* too many headers / subscriptions / connections */
-    SG_ELINE = -203,        /* line too long */
-    SG_ETIMEOUT = -204,     /* deadline passed */
+    SG_ELIMIT = -200,   /* generic bound exceeded */
+    SG_ETOOBIG = -201,  /* message/frame/body too big (close 1009) */
+    SG_ETOOMANY = -202, /* too many headers / subscriptions / connections */
+    SG_ELINE = -203,    /* line too long */
+    SG_ETIMEOUT = -204, /* deadline passed */
 
     /* config */
     SG_ECONFIG = -300, /* bad configuration value */

@@ -26,8 +26,8 @@ void sg_relay_conn_gone(struct sg_relay *r, struct sg_conn *c);
 /* A STOMP session was accepted for this user: the relay attaches its
  * broker connection (pooled per user and vhost on this worker). The
  * passcode is kept only to log in again after a broker outage. */
-int sg_relay_attach(struct sg_relay *r, struct sg_conn *c, const char *login,
-                    const char *passcode, const char *vhost);
+int sg_relay_attach(struct sg_relay *r, struct sg_conn *c, const char *login, const char *passcode,
+                    const char *vhost);
 /* The connection's output buffer drained (resume paused consumers). */
 void sg_relay_conn_drained(struct sg_relay *r, struct sg_conn *c);
 /* 1 if the worker's broker connection is up (for /readyz). */

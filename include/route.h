@@ -44,8 +44,8 @@ struct sg_route {
     enum sg_route_kind kind;
     char exchange[256];    /* for SEND and for binding ("" = default exchange) */
     char routing_key[256]; /* for SEND and for binding */
-    char queue[256];       /* queue name for QUEUE, AMQ_QUEUE, REPLY_QUEUE; temp name X for TEMP_QUEUE */
-    int shared;            /* 1 for TOPIC and EXCHANGE (fan-out upstream can be shared) */
+    char queue[256]; /* queue name for QUEUE, AMQ_QUEUE, REPLY_QUEUE; temp name X for TEMP_QUEUE */
+    int shared;      /* 1 for TOPIC and EXCHANGE (fan-out upstream can be shared) */
 };
 
 enum sg_route_use { SG_ROUTE_FOR_SEND = 0, SG_ROUTE_FOR_SUBSCRIBE = 1, SG_ROUTE_FOR_REPLY_TO = 2 };

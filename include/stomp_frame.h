@@ -121,11 +121,11 @@ struct sg_stomp_dec {
     int trim;    /* 1: trim keys and values (1.0) */
     /* internal */
     int state;
-    struct sg_buf buf; /* the frame being collected */
-    size_t scan;       /* how far buf has been scanned */
-    size_t head_end;   /* offset just past the blank line, once known */
+    struct sg_buf buf;        /* the frame being collected */
+    size_t scan;              /* how far buf has been scanned */
+    size_t head_end;          /* offset just past the blank line, once known */
     long long content_length; /* -1 when absent */
-    int cr;            /* internal: a CR seen between frames */
+    int cr;                   /* internal: a CR seen between frames */
     struct sg_stomp_frame frame;
     /* after an error: */
     const char *error; /* static text for the ERROR frame's message header */
@@ -158,8 +158,8 @@ ssize_t sg_stomp_decode(struct sg_stomp_dec *d, const uint8_t *in, size_t len,
  * key from 1.1 on): no header injection. On error out is left as it was.
  * A body with a NUL needs add_content_length (or a content-length header). */
 int sg_stomp_encode(struct sg_buf *out, int version, enum sg_stomp_cmd cmd,
-                    const struct sg_stomp_header *headers, size_t num_headers,
-                    const uint8_t *body, size_t body_len, int add_content_length);
+                    const struct sg_stomp_header *headers, size_t num_headers, const uint8_t *body,
+                    size_t body_len, int add_content_length);
 
 /* Appends one header line (escaped per version) to out: building block for
  * callers that assemble frames piecewise (fan-out appends per-subscriber

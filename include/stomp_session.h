@@ -127,16 +127,16 @@ struct sg_stomp_session_ops {
 };
 
 struct sg_stomp_session_config {
-    const char *server_name;   /* "stompgate/0.1.0" */
-    unsigned hb_send_ms;       /* what we offer to send (default 10000) */
-    unsigned hb_recv_ms;       /* what we ask to receive (default 10000) */
-    unsigned hb_min_ms;        /* default 1000 */
-    unsigned hb_max_ms;        /* default 120000 */
-    double hb_grace;           /* default 2.0 */
+    const char *server_name;     /* "stompgate/0.1.0" */
+    unsigned hb_send_ms;         /* what we offer to send (default 10000) */
+    unsigned hb_recv_ms;         /* what we ask to receive (default 10000) */
+    unsigned hb_min_ms;          /* default 1000 */
+    unsigned hb_max_ms;          /* default 120000 */
+    double hb_grace;             /* default 2.0 */
     unsigned connect_timeout_ms; /* CONNECT deadline after the upgrade, default 10000 */
-    const char *default_login; /* used when the client sends no login; NULL = off */
+    const char *default_login;   /* used when the client sends no login; NULL = off */
     const char *default_passcode;
-    const char *default_vhost; /* "/" */
+    const char *default_vhost;  /* "/" */
     unsigned max_subscriptions; /* per session, default 256 */
     unsigned max_tx;            /* open transactions, default 16 */
     size_t max_tx_bytes;        /* buffered bytes per transaction, default 4 MiB */
@@ -184,7 +184,7 @@ void sg_stomp_session_fail(struct sg_stomp_session *s, const char *message, cons
                            int ws_code);
 
 enum sg_stomp_state sg_stomp_session_state(const struct sg_stomp_session *s);
-int sg_stomp_session_version(const struct sg_stomp_session *s); /* 10/11/12, 0 before CONNECT */
+int sg_stomp_session_version(const struct sg_stomp_session *s);    /* 10/11/12, 0 before CONNECT */
 const char *sg_stomp_session_id(const struct sg_stomp_session *s); /* UUID text */
 const char *sg_stomp_session_login(const struct sg_stomp_session *s); /* NULL before auth */
 const char *sg_stomp_session_vhost(const struct sg_stomp_session *s); /* NULL before CONNECT */

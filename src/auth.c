@@ -42,8 +42,8 @@ struct sg_auth {
 int sg_auth_broker_login(const char *host, int port, const char *vhost, const char *login,
                          const char *passcode, int timeout_ms, char *reason, size_t cap)
 {
-    return sg_auth_broker_connect(host, port, vhost, login, passcode, timeout_ms, 0, NULL,
-                                  reason, cap);
+    return sg_auth_broker_connect(host, port, vhost, login, passcode, timeout_ms, 0, NULL, reason,
+                                  cap);
 }
 
 int sg_auth_broker_connect(const char *host, int port, const char *vhost, const char *login,
@@ -168,10 +168,9 @@ static void check(struct sg_auth *a, struct sg_auth_req *r)
         snprintf(r->reason, sizeof r->reason, "%s (cached)", ok ? "ok" : "access refused");
         return;
     }
-    int rc = sg_auth_broker_connect(a->host, a->port, r->vhost, r->login, r->passcode,
-                                    (int)a->cfg->broker_timeout_ms, r->keep_conn ? 30 : 0,
-                                    r->keep_conn ? &r->amqp_conn : NULL, r->reason,
-                                    sizeof r->reason);
+    int rc = sg_auth_broker_connect(
+        a->host, a->port, r->vhost, r->login, r->passcode, (int)a->cfg->broker_timeout_ms,
+        r->keep_conn ? 30 : 0, r->keep_conn ? &r->amqp_conn : NULL, r->reason, sizeof r->reason);
     r->ok = rc == 1;
     r->broker_down = rc < 0;
     if (rc >= 0 && a->cfg->auth_cache_ms > 0) {
@@ -188,7 +187,8 @@ static void *auth_thread(void *arg)
     struct sg_auth *a = arg;
     for (;;) {
         pthread_mutex_lock(&a->lock);
-        while (!a->head && !a->stop) pthread_cond_wait(&a->cond, &a->lock);
+        while (!a->head && !a->stop)
+            pthread_cond_wait(&a->cond, &a->lock);
         struct sg_auth_req *r = a->head;
         if (r) {
             a->head = r->next;
@@ -238,7 +238,8 @@ void sg_auth_free(struct sg_auth *a)
     a->stop = 1;
     pthread_cond_broadcast(&a->cond);
     pthread_mutex_unlock(&a->lock);
-    for (int i = 0; i < a->nthreads; i++) pthread_join(a->threads[i], NULL);
+    for (int i = 0; i < a->nthreads; i++)
+        pthread_join(a->threads[i], NULL);
     OPENSSL_cleanse(a->cache, sizeof a->cache);
     free(a->threads);
     free(a);

@@ -30,7 +30,8 @@ int sg_buf_reserve(struct sg_buf *b, size_t n)
     if (b->max && need > b->max) return SG_ETOOBIG;
     if (need <= b->cap) return SG_OK;
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     if (b->max && cap > b->max) cap = b->max;
     uint8_t *p = realloc(b->data, cap);
     if (!p) return SG_ENOMEM;

@@ -14,7 +14,8 @@
 
 static char *trim(char *s)
 {
-    while (*s == ' ' || *s == '\t') s++;
+    while (*s == ' ' || *s == '\t')
+        s++;
     size_t n = strlen(s);
     while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
         s[--n] = 0;
@@ -38,7 +39,8 @@ static const struct sg_opt *find_opt(const struct sg_opt *t, const char *name, s
 static void free_list(char **l)
 {
     if (!l) return;
-    for (char **p = l; *p; p++) free(*p);
+    for (char **p = l; *p; p++)
+        free(*p);
     free(l);
 }
 
@@ -130,9 +132,15 @@ static const char *set_value(const struct sg_opt *o, void *cfg, const char *v)
         if (o->type == SG_OPT_SIZE && *end) {
             long long mul = 0;
             switch (toupper((unsigned char)*end)) {
-            case 'K': mul = 1024LL; break;
-            case 'M': mul = 1024LL * 1024; break;
-            case 'G': mul = 1024LL * 1024 * 1024; break;
+            case 'K':
+                mul = 1024LL;
+                break;
+            case 'M':
+                mul = 1024LL * 1024;
+                break;
+            case 'G':
+                mul = 1024LL * 1024 * 1024;
+                break;
             }
             if (!mul) goto badnum;
             end++;
@@ -147,8 +155,7 @@ static const char *set_value(const struct sg_opt *o, void *cfg, const char *v)
         return NULL;
     badnum:
         snprintf(reason, sizeof reason, "must be %s in [%.0f, %.0f]",
-                 o->type == SG_OPT_SIZE ? "a size (bytes, K, M, G)" : "an integer", o->min,
-                 o->max);
+                 o->type == SG_OPT_SIZE ? "a size (bytes, K, M, G)" : "an integer", o->min, o->max);
         return reason;
     }
     case SG_OPT_DOUBLE: {
@@ -324,7 +331,8 @@ int sg_config_load(const struct sg_opt *table, void *cfg, const char *env_prefix
         const char *v;
         if (eq) {
             v = eq + 1;
-        } else if (o->type == SG_OPT_BOOL && (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0)) {
+        } else if (o->type == SG_OPT_BOOL &&
+                   (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0)) {
             v = "true";
         } else if (i + 1 < argc) {
             v = argv[++i];
@@ -355,16 +363,17 @@ void sg_config_free(const struct sg_opt *table, void *cfg)
 void sg_config_usage(const struct sg_opt *table, const char *prog, const char *summary,
                      const char *env_prefix, FILE *out)
 {
-    fprintf(out,
-            "Usage: %s [-c FILE] [--KEY=VALUE ...] [--check-config] [--help] [--version]\n"
-            "%s\n\n"
-            "  -c, --config FILE   read KEY = VALUE lines from FILE\n"
-            "  --check-config      validate the configuration, report every bad value, exit 0 or 2\n"
-            "  -h, --help          this text\n"
-            "  -V, --version       print the version\n\n"
-            "Options (file key, --flag, or environment %sKEY); precedence:\n"
-            "defaults < file < environment < flags.\n",
-            prog, summary, env_prefix);
+    fprintf(
+        out,
+        "Usage: %s [-c FILE] [--KEY=VALUE ...] [--check-config] [--help] [--version]\n"
+        "%s\n\n"
+        "  -c, --config FILE   read KEY = VALUE lines from FILE\n"
+        "  --check-config      validate the configuration, report every bad value, exit 0 or 2\n"
+        "  -h, --help          this text\n"
+        "  -V, --version       print the version\n\n"
+        "Options (file key, --flag, or environment %sKEY); precedence:\n"
+        "defaults < file < environment < flags.\n",
+        prog, summary, env_prefix);
     for (const struct sg_opt *o = table; o->name; o++)
         fprintf(out, "  %-26s %s [default: %s]\n", o->name, o->help, o->def ? o->def : "");
 }

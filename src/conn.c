@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #define READ_HWM (1024 * 1024 + 65536) /* bound on unprocessed input */
-#define OUT_HWM (256 * 1024)          /* stop reading a peer we cannot write to */
+#define OUT_HWM (256 * 1024)           /* stop reading a peer we cannot write to */
 #define LINGER_MS 2000
 
 enum cstate {
@@ -199,7 +199,7 @@ static void serve_metrics(struct sg_conn *c, int head_only)
 #define METRIC(name, type, help, val)                                                              \
     n += snprintf(body + n, sizeof body - (size_t)n,                                               \
                   "# HELP stompgate_" name " " help "\n# TYPE stompgate_" name " " type            \
-                  "\nstompgate_" name " %ld\n",                                                     \
+                  "\nstompgate_" name " %ld\n",                                                    \
                   (long)(val))
     METRIC("connections", "gauge", "Open TCP connections.", atomic_load(&m->conns_open));
     METRIC("connections_accepted_total", "counter", "Accepted TCP connections.",
@@ -366,7 +366,8 @@ static void op_authenticate(void *ctx, const char *login, const char *passcode, 
         return;
     }
     struct sg_auth_req *r = calloc(1, sizeof *r);
-    if (!r || strlen(login) >= sizeof r->login || strlen(passcode ? passcode : "") >= sizeof r->passcode ||
+    if (!r || strlen(login) >= sizeof r->login ||
+        strlen(passcode ? passcode : "") >= sizeof r->passcode ||
         strlen(vhost) >= sizeof r->vhost) {
         free(r);
         sg_stomp_session_auth_result(c->sess, 0, sg_now_ms());
@@ -411,8 +412,7 @@ void sg_conn_auth_done(struct sg_auth_req *r)
                 r->vhost, r->reason);
     if (c->sess && c->state == CS_WS) {
         int ok = r->ok;
-        if (ok && sg_relay_attach(c->w->relay, c, r->login, r->passcode, r->vhost) != SG_OK)
-            ok = 0;
+        if (ok && sg_relay_attach(c->w->relay, c, r->login, r->passcode, r->vhost) != SG_OK) ok = 0;
         sg_stomp_session_auth_result(c->sess, ok, sg_now_ms());
         if (sg_stomp_session_state(c->sess) == SG_SESS_CONNECTED && !c->stomp_counted) {
             c->stomp_counted = 1;
@@ -510,7 +510,7 @@ static void on_ws_event(struct sg_conn *c, const struct sg_ws_event *ev)
     switch (ev->type) {
     case SG_WS_EV_DATA:
         if (ev->fin) atomic_fetch_add_explicit(&c->s->m.ws_msgs_in, 1, memory_order_relaxed);
-        c->dl_pong = 0; /* the peer is alive */
+        c->dl_pong = 0;                /* the peer is alive */
         if (c->state != CS_WS) return; /* after our close: data is ignored (RFC 6455 5.5.1) */
         if (c->echo) {
             if (ev->len) evbuffer_add(c->echo_buf, ev->data, ev->len);
@@ -639,7 +639,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         } else {
             if (c->dl_ping && now >= c->dl_ping) {
                 uint8_t payload[8];
-                for (int i = 0; i < 8; i++) payload[i] = (uint8_t)(now >> (56 - 8 * i));
+                for (int i = 0; i < 8; i++)
+                    payload[i] = (uint8_t)(now >> (56 - 8 * i));
                 ws_send(c, SG_WS_OP_PING, payload, sizeof payload);
                 if (!c->dl_pong) c->dl_pong = now + (uint64_t)c->s->cfg->pong_timeout_ms;
                 c->dl_ping = now + (uint64_t)c->s->cfg->ping_interval_ms;
@@ -677,18 +678,22 @@ void sg_conn_accept(struct sg_worker *w, int fd, const struct sockaddr *sa, int 
     if (tls) {
         SSL *ssl = SSL_new(s->ssl_ctx);
         if (ssl)
-            c->bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                    BEV_OPT_CLOSE_ON_FREE |
-                                                        BEV_OPT_DEFER_CALLBACKS);
-        if (c->bev) bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-        else if (ssl) SSL_free(ssl);
+            c->bev =
+                bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                               BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+        if (c->bev)
+            bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+        else if (ssl)
+            SSL_free(ssl);
     } else {
         c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     }
     c->timer = evtimer_new(w->base, timer_cb, c);
     if (!c->bev || !c->timer) {
-        if (c->bev) bufferevent_free(c->bev);
-        else close(fd);
+        if (c->bev)
+            bufferevent_free(c->bev);
+        else
+            close(fd);
         if (c->timer) event_free(c->timer);
         free(c);
         return;
@@ -820,5 +825,6 @@ void sg_conn_close_all(struct sg_worker *w)
 
 void sg_conn_free_all(struct sg_worker *w)
 {
-    while (w->conns) conn_free(w->conns);
+    while (w->conns)
+        conn_free(w->conns);
 }

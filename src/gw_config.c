@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #define O(name, type, def, min, max, help)                                                         \
-    {#name, type, def, offsetof(struct sg_gw_config, name), min, max, help}
+    {                                                                                              \
+#name, type, def, offsetof(struct sg_gw_config, name), min, max, help                      \
+    }
 #define MS 86400000.0 /* a day, the upper bound for every duration */
 
 const struct sg_opt sg_gw_options[] = {

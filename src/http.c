@@ -377,7 +377,8 @@ int sg_http_path(const char *target, size_t len, char *out, size_t cap)
     if (len > 8 && strncasecmp(target, "https://", 8) == 0) skip = 8;
     if (skip) {
         size_t i = skip;
-        while (i < len && target[i] != '/' && target[i] != '?') i++;
+        while (i < len && target[i] != '/' && target[i] != '?')
+            i++;
         if (i == skip) return path_fail(out, cap, SG_EHTTP); /* no authority */
         if (i == len || target[i] == '?') {
             /* "http://host" or "http://host?q": the path is "/" */

@@ -15,8 +15,8 @@ int main(int argc, char **argv)
     struct sg_gw_config cfg;
     struct sg_cli cli;
     memset(&cfg, 0, sizeof cfg);
-    int errors = sg_config_load(sg_gw_options, &cfg, "STOMPGATE_", DEFAULT_CONFIG, argc, argv,
-                                &cli, stderr);
+    int errors =
+        sg_config_load(sg_gw_options, &cfg, "STOMPGATE_", DEFAULT_CONFIG, argc, argv, &cli, stderr);
     if (cli.help) {
         sg_config_usage(sg_gw_options, "stompgate",
                         "Bridges browsers speaking STOMP 1.0-1.2 over WebSocket (ws/wss) to "

@@ -61,8 +61,8 @@ struct fcopy {
 
 static struct fcopy *fcopy_new(const struct sg_stomp_frame *f, size_t *bytes)
 {
-    size_t n = sizeof(struct fcopy) + f->num_headers * sizeof(struct sg_stomp_header) +
-               f->body_len + 1;
+    size_t n =
+        sizeof(struct fcopy) + f->num_headers * sizeof(struct sg_stomp_header) + f->body_len + 1;
     for (size_t i = 0; i < f->num_headers; i++)
         n += f->headers[i].key_len + f->headers[i].value_len + 2;
     struct fcopy *c = malloc(n);
@@ -160,7 +160,7 @@ struct chan {
     uint32_t expect[MAX_EXPECT];
     int nexp;
     /* delivery being assembled (deliver, header, body frames) */
-    int asm_state; /* 0 idle, 1 header expected, 2 body */
+    int asm_state;  /* 0 idle, 1 header expected, 2 body */
     int asm_return; /* a basic.return's content: discarded */
     uint64_t tag;
     int redelivered;
@@ -294,7 +294,8 @@ static struct chan *chan_new(struct bconn *bc, uint16_t id)
     ch->body = evbuffer_new();
     bc->chans[id] = ch;
     amqp_channel_open_t op = {0};
-    if (bc_send(bc, id, AMQP_CHANNEL_OPEN_METHOD, &op) == 0) expect(ch, AMQP_CHANNEL_OPEN_OK_METHOD);
+    if (bc_send(bc, id, AMQP_CHANNEL_OPEN_METHOD, &op) == 0)
+        expect(ch, AMQP_CHANNEL_OPEN_OK_METHOD);
     return ch;
 }
 
@@ -401,8 +402,8 @@ static int publish_frame(struct bconn *bc, struct rsess *rs, const struct sg_sto
                     (rt->kind == SG_ROUTE_QUEUE || rt->kind == SG_ROUTE_AMQ_QUEUE ||
                      rt->kind == SG_ROUTE_REPLY_QUEUE);
     amqp_bytes_t body = {f->body_len, (void *)f->body};
-    int st = amqp_basic_publish(bc->amqp, PUB_CH, B(rt->exchange), B(rt->routing_key), mandatory,
-                                0, &props, body);
+    int st = amqp_basic_publish(bc->amqp, PUB_CH, B(rt->exchange), B(rt->routing_key), mandatory, 0,
+                                &props, body);
     if (st != AMQP_STATUS_OK) {
         *why = "broker unavailable";
         bc_fail(bc, amqp_error_string2(st));
@@ -633,10 +634,9 @@ static void sub_setup(struct sub *s)
         if (bc_send(bc, ch->id, AMQP_QUEUE_DECLARE_METHOD, &d) == 0)
             expect(ch, AMQP_QUEUE_DECLARE_OK_METHOD);
     } else if (s->route.kind == SG_ROUTE_TOPIC || s->route.kind == SG_ROUTE_EXCHANGE) {
-        amqp_queue_declare_t d = {0, B(s->qname), 0, s->durable, !s->durable, !s->durable,
-                                  0, args};
-        amqp_queue_bind_t b = {0, B(s->qname), B(s->route.exchange), B(s->route.routing_key), 0,
-                               amqp_empty_table};
+        amqp_queue_declare_t d = {0, B(s->qname), 0, s->durable, !s->durable, !s->durable, 0, args};
+        amqp_queue_bind_t b = {0, B(s->qname),     B(s->route.exchange), B(s->route.routing_key),
+                               0, amqp_empty_table};
         if (bc_send(bc, ch->id, AMQP_QUEUE_DECLARE_METHOD, &d) == 0)
             expect(ch, AMQP_QUEUE_DECLARE_OK_METHOD);
         if (bc_send(bc, ch->id, AMQP_QUEUE_BIND_METHOD, &b) == 0)
@@ -696,13 +696,15 @@ static void sub_free(struct sub *s)
 static void topic_remove(struct topic *t, struct sub *s)
 {
     struct sub **pp = &t->subs;
-    while (*pp && *pp != s) pp = &(*pp)->tnext;
+    while (*pp && *pp != s)
+        pp = &(*pp)->tnext;
     if (*pp) *pp = s->tnext;
     s->topic = NULL;
     if (t->subs) return;
     /* last subscriber gone: cancel the upstream (the queue is auto-delete) */
     struct topic **tp = &t->bc->topics;
-    while (*tp && *tp != t) tp = &(*tp)->next;
+    while (*tp && *tp != t)
+        tp = &(*tp)->next;
     if (*tp) *tp = t->next;
     if (t->ch) chan_close(t->ch);
     free(t);
@@ -887,8 +889,7 @@ static void deliver_topic(struct bconn *bc, struct chan *ch, struct topic *t)
         struct rsess *rs = sg_conn_relay_data(slow[i]);
         if (!rs || rs->failing) continue;
         atomic_fetch_add_explicit(&bc->r->w->srv->m.slow_consumers, 1, memory_order_relaxed);
-        sess_fail(rs, "slow consumer: output buffer limit exceeded", NULL,
-                  SG_WS_CLOSE_POLICY);
+        sess_fail(rs, "slow consumer: output buffer limit exceeded", NULL, SG_WS_CLOSE_POLICY);
     }
 }
 
@@ -921,7 +922,6 @@ static void delivery_complete(struct bconn *bc, struct chan *ch)
 
 /* ---- frames from the broker */
 
-
 static void on_channel_closed(struct bconn *bc, struct chan *ch, amqp_channel_close_t *m)
 {
     amqp_channel_close_ok_t ok = {0};
@@ -939,7 +939,8 @@ static void on_channel_closed(struct bconn *bc, struct chan *ch, amqp_channel_cl
         bc->rpc_open = 0;
         chan_free(ch);
         excheck_done(bc, 0, text);
-        for (struct excheck *x = bc->checks; x; x = x->next) x->sent = 0;
+        for (struct excheck *x = bc->checks; x; x = x->next)
+            x->sent = 0;
         if (bc->checks) excheck_send(bc, bc->checks);
         for (struct excheck *x = bc->checks ? bc->checks->next : NULL; x; x = x->next)
             excheck_send(bc, x);
@@ -956,13 +957,14 @@ static void on_channel_closed(struct bconn *bc, struct chan *ch, amqp_channel_cl
         int n = 0;
         for (struct sub *x = t->subs; x && n < 64; x = x->tnext) {
             int dup = 0;
-            for (int i = 0; i < n; i++) dup |= victims[i] == x->rs;
+            for (int i = 0; i < n; i++)
+                dup |= victims[i] == x->rs;
             if (!dup) victims[n++] = x->rs;
         }
         char msg[512];
-        snprintf(msg, sizeof msg, "subscription to /exchange/%.200s failed: %s", t->exchange,
-                 text);
-        for (int i = 0; i < n; i++) sess_fail(victims[i], msg, NULL, 0);
+        snprintf(msg, sizeof msg, "subscription to /exchange/%.200s failed: %s", t->exchange, text);
+        for (int i = 0; i < n; i++)
+            sess_fail(victims[i], msg, NULL, 0);
     }
 }
 
@@ -973,16 +975,15 @@ static void on_method(struct bconn *bc, uint16_t chid, amqp_method_t *m)
         case AMQP_CONNECTION_CLOSE_METHOD: {
             amqp_connection_close_t *cm = m->decoded;
             char why[200];
-            snprintf(why, sizeof why, "broker closed the connection: %.*s",
-                     (int)cm->reply_text.len, (const char *)cm->reply_text.bytes);
+            snprintf(why, sizeof why, "broker closed the connection: %.*s", (int)cm->reply_text.len,
+                     (const char *)cm->reply_text.bytes);
             amqp_connection_close_ok_t ok = {0};
             amqp_send_method(bc->amqp, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
             bc_fail(bc, why);
             break;
         }
         case AMQP_CONNECTION_BLOCKED_METHOD:
-            sg_log(SG_LOG_WARN, "broker blocked publishing (user %s): holding SENDs",
-                   bc->login);
+            sg_log(SG_LOG_WARN, "broker blocked publishing (user %s): holding SENDs", bc->login);
             bc->blocked = 1;
             for (struct rsess *rs = bc->sessions; rs; rs = rs->next)
                 if (rs->conn) sg_conn_pause_read(rs->conn, 1);
@@ -1040,7 +1041,8 @@ static void on_method(struct bconn *bc, uint16_t chid, amqp_method_t *m)
             int n = 0;
             for (struct sub *x = ch->topic->subs; x && n < 64; x = x->tnext) {
                 int dup = 0;
-                for (int i = 0; i < n; i++) dup |= victims[i] == x->rs;
+                for (int i = 0; i < n; i++)
+                    dup |= victims[i] == x->rs;
                 if (!dup) victims[n++] = x->rs;
             }
             for (int i = 0; i < n; i++)
@@ -1119,7 +1121,8 @@ static void bc_drain(struct bconn *bc)
         on_frame(bc, &f);
         if (f.frame_type == AMQP_FRAME_METHOD || f.frame_type == AMQP_FRAME_BODY) {
             struct chan *ch = f.channel <= bc->chan_max ? bc->chans[f.channel] : NULL;
-            if (!ch || ch->asm_state == 0) amqp_maybe_release_buffers_on_channel(bc->amqp, f.channel);
+            if (!ch || ch->asm_state == 0)
+                amqp_maybe_release_buffers_on_channel(bc->amqp, f.channel);
         }
     }
     if (bc->state == BC_FAILING) {
@@ -1206,19 +1209,21 @@ static void bc_up(struct bconn *bc, amqp_connection_state_t amqp)
     if (pc && bc_send(bc, PUB_CH, AMQP_CONFIRM_SELECT_METHOD, &cs) == 0)
         expect(pc, AMQP_CONFIRM_SELECT_OK_METHOD);
     bc->next_seq = 1;
-    for (struct topic *t = bc->topics; t; t = t->next) topic_setup(t);
+    for (struct topic *t = bc->topics; t; t = t->next)
+        topic_setup(t);
     for (struct rsess *rs = bc->sessions; rs; rs = rs->next)
         for (struct sub *s = rs->subs; s; s = s->next)
             if (!s->topic) sub_setup(s);
-    for (struct excheck *x = bc->checks; x; x = x->next) excheck_send(bc, x);
+    for (struct excheck *x = bc->checks; x; x = x->next)
+        excheck_send(bc, x);
     flush_held(bc);
 }
 
 static void bc_lost(struct bconn *bc)
 {
     if (bc->state != BC_OPEN && bc->state != BC_FAILING) return;
-    sg_log(SG_LOG_WARN, "broker connection (user %s, vhost %s) lost: %s; reconnecting",
-           bc->login, bc->vhost, bc->fail_reason[0] ? bc->fail_reason : "closed");
+    sg_log(SG_LOG_WARN, "broker connection (user %s, vhost %s) lost: %s; reconnecting", bc->login,
+           bc->vhost, bc->fail_reason[0] ? bc->fail_reason : "closed");
     bc->fail_reason[0] = 0;
     event_free(bc->rev);
     bc->rev = NULL;
@@ -1230,7 +1235,8 @@ static void bc_lost(struct bconn *bc)
     free(bc->chans);
     bc->chans = NULL;
     bc->chan_max = 0;
-    for (struct topic *t = bc->topics; t; t = t->next) t->ready = 0;
+    for (struct topic *t = bc->topics; t; t = t->next)
+        t->ready = 0;
     for (struct rsess *rs = bc->sessions; rs; rs = rs->next) {
         if (bc->blocked && rs->conn) sg_conn_pause_read(rs->conn, 0);
         for (struct sub *s = rs->subs; s; s = s->next) {
@@ -1260,7 +1266,8 @@ static void bc_lost(struct bconn *bc)
             bc->held = old_held;
         bc->held_tail = old_tail;
     }
-    for (struct excheck *x = bc->checks; x; x = x->next) x->sent = 0;
+    for (struct excheck *x = bc->checks; x; x = x->next)
+        x->sent = 0;
     bc->state = BC_DOWN;
     bc->down_since = sg_now_ms();
     bc_schedule_retry(bc);
@@ -1285,11 +1292,13 @@ static void connect_done(struct sg_auth_req *req)
         sg_log(SG_LOG_WARN, "broker refuses user %s now: %s", bc->login, req->reason);
         struct rsess *victims[256];
         int n = 0;
-        for (struct rsess *rs = bc->sessions; rs && n < 256; rs = rs->next) victims[n++] = rs;
-        for (int i = 0; i < n; i++) sess_fail(victims[i], "access refused", NULL, SG_WS_CLOSE_POLICY);
+        for (struct rsess *rs = bc->sessions; rs && n < 256; rs = rs->next)
+            victims[n++] = rs;
+        for (int i = 0; i < n; i++)
+            sess_fail(victims[i], "access refused", NULL, SG_WS_CLOSE_POLICY);
     } else if (bc->service && !req->ok && !req->broker_down) {
-        sg_log(SG_LOG_WARN, "broker refuses the bridge's own user %s (broker_user): %s",
-               bc->login, req->reason);
+        sg_log(SG_LOG_WARN, "broker refuses the bridge's own user %s (broker_user): %s", bc->login,
+               req->reason);
     } else {
         sg_log(SG_LOG_DEBUG, "broker connect for user %s failed: %s", bc->login, req->reason);
     }
@@ -1422,7 +1431,8 @@ void sg_relay_shutdown(struct sg_relay *r)
 {
     if (!r) return;
     r->shutting_down = 1;
-    for (struct bconn *bc = r->conns; bc; bc = bc->next) event_del(bc->retry);
+    for (struct bconn *bc = r->conns; bc; bc = bc->next)
+        event_del(bc->retry);
     event_del(r->hold_timer);
 }
 
@@ -1446,8 +1456,8 @@ int sg_relay_ready(const struct sg_relay *r)
     return r && r->service && r->service->state == BC_OPEN;
 }
 
-int sg_relay_attach(struct sg_relay *r, struct sg_conn *c, const char *login,
-                    const char *passcode, const char *vhost)
+int sg_relay_attach(struct sg_relay *r, struct sg_conn *c, const char *login, const char *passcode,
+                    const char *vhost)
 {
     struct rsess *rs = calloc(1, sizeof *rs);
     if (!rs) return SG_ENOMEM;
@@ -1484,7 +1494,8 @@ void sg_relay_conn_gone(struct sg_relay *r, struct sg_conn *c)
         for (struct pub *p = x->waiting; p; p = p->next)
             if (p->rs == rs) p->rs = NULL;
     struct rsess **pp = &bc->sessions;
-    while (*pp && *pp != rs) pp = &(*pp)->next;
+    while (*pp && *pp != rs)
+        pp = &(*pp)->next;
     if (*pp) *pp = rs->next;
     free(rs);
 }
@@ -1547,8 +1558,7 @@ static int do_subscribe(struct sg_relay *r, struct rsess *rs, const struct sg_ac
     xf->body_len = 0;
     for (size_t i = 0; i < a->frame->num_headers && xf->num_headers < 32; i++) {
         const struct sg_stomp_header *h = &a->frame->headers[i];
-        if (h->key_len > 2 && !memcmp(h->key, "x-", 2))
-            xf->headers[xf->num_headers++] = *h;
+        if (h->key_len > 2 && !memcmp(h->key, "x-", 2)) xf->headers[xf->num_headers++] = *h;
     }
     if (xf->num_headers) {
         size_t bytes;
@@ -1622,7 +1632,8 @@ nomem:
 static int do_unsubscribe(struct rsess *rs, const struct sg_action *a, const char **errmsg)
 {
     struct sub **pp = &rs->subs;
-    while (*pp && ((*pp)->temp || strcmp((*pp)->id, a->sub_id) != 0)) pp = &(*pp)->next;
+    while (*pp && ((*pp)->temp || strcmp((*pp)->id, a->sub_id) != 0))
+        pp = &(*pp)->next;
     if (!*pp) {
         *errmsg = "no such subscription";
         return SG_ESTATE;
@@ -1696,7 +1707,8 @@ static int do_ack(struct sg_relay *r, struct rsess *rs, const struct sg_action *
         return SG_ESTOMP;
     }
     size_t i = 0;
-    while (i < s->ntags && s->tags[i] < tag) i++;
+    while (i < s->ntags && s->tags[i] < tag)
+        i++;
     if (i == s->ntags || s->tags[i] != tag) {
         *errmsg = "unknown ack id";
         return SG_ESTOMP;
@@ -1728,11 +1740,16 @@ int sg_relay_action(struct sg_relay *r, struct sg_conn *c, const struct sg_actio
         return SG_EBROKER;
     }
     switch (a->type) {
-    case SG_ACT_SUBSCRIBE: return do_subscribe(r, rs, a, errmsg);
-    case SG_ACT_UNSUBSCRIBE: return do_unsubscribe(rs, a, errmsg);
-    case SG_ACT_SEND: return do_send(r, rs, a, errmsg);
-    case SG_ACT_ACK: return do_ack(r, rs, a, 0, errmsg);
-    case SG_ACT_NACK: return do_ack(r, rs, a, 1, errmsg);
+    case SG_ACT_SUBSCRIBE:
+        return do_subscribe(r, rs, a, errmsg);
+    case SG_ACT_UNSUBSCRIBE:
+        return do_unsubscribe(rs, a, errmsg);
+    case SG_ACT_SEND:
+        return do_send(r, rs, a, errmsg);
+    case SG_ACT_ACK:
+        return do_ack(r, rs, a, 0, errmsg);
+    case SG_ACT_NACK:
+        return do_ack(r, rs, a, 1, errmsg);
     }
     *errmsg = "unsupported action";
     return SG_EPROTO;

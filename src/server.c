@@ -40,7 +40,8 @@ static struct sg_ip_count *ip_buckets[IP_BUCKETS];
 static unsigned ip_hash(const char *s)
 {
     unsigned h = 2166136261u;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
     return h % IP_BUCKETS;
 }
 
@@ -120,9 +121,10 @@ static SSL_CTX *tls_ctx_new(const struct sg_gw_config *cfg)
         goto fail;
     }
     return ctx;
-fail: {
+fail : {
     unsigned long e;
-    while ((e = ERR_get_error())) sg_log(SG_LOG_ERROR, "tls: %s", ERR_error_string(e, NULL));
+    while ((e = ERR_get_error()))
+        sg_log(SG_LOG_ERROR, "tls: %s", ERR_error_string(e, NULL));
 }
     SSL_CTX_free(ctx);
     return NULL;
@@ -244,7 +246,8 @@ static int add_listeners(struct sg_server *s, char **specs, int tls)
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sg_worker *w = arg;
-    for (size_t i = 0; i < w->nlisteners; i++) evconnlistener_disable(w->listeners[i]);
+    for (size_t i = 0; i < w->nlisteners; i++)
+        evconnlistener_disable(w->listeners[i]);
     sg_conn_close_all(w);
     sg_relay_shutdown(w->relay);
     /* let close frames go out: the loop ends when the last connection is
@@ -367,8 +370,10 @@ int sg_server_run(struct sg_gw_config *cfg)
     event_base_dispatch(main_base);
 
     atomic_store(&s->draining, 1);
-    for (int i = 0; i < s->nworkers; i++) event_active(s->workers[i].stop_ev, 0, 0);
-    for (int i = 0; i < s->nworkers; i++) pthread_join(s->workers[i].thread, NULL);
+    for (int i = 0; i < s->nworkers; i++)
+        event_active(s->workers[i].stop_ev, 0, 0);
+    for (int i = 0; i < s->nworkers; i++)
+        pthread_join(s->workers[i].thread, NULL);
     sg_log(SG_LOG_INFO, "stopped");
     rc = 0;
 out:
@@ -384,7 +389,8 @@ out:
     for (int i = 0; s->workers && i < s->nworkers; i++) {
         struct sg_worker *w = &s->workers[i];
         sg_auth_drain(w);
-        for (size_t j = 0; j < w->nlisteners; j++) evconnlistener_free(w->listeners[j]);
+        for (size_t j = 0; j < w->nlisteners; j++)
+            evconnlistener_free(w->listeners[j]);
         free(w->listeners);
         free(w->listener_tls);
         if (w->auth_ev) event_free(w->auth_ev);
