@@ -90,7 +90,7 @@ deps:
 test: deps
 	@bash scripts/test.sh
 
-test-unit: $(UNIT_BIN) $(FUZZ_REPLAY)
+test-unit: check-format $(UNIT_BIN) $(FUZZ_REPLAY)
 	@bash scripts/unit.sh $(BINDIR)
 
 run: deps
@@ -105,7 +105,8 @@ format:
 	clang-format -i src/*.c include/*.h daemon/*.c tests/unit/*.c tests/fuzz/*.c
 
 check-format:
-	clang-format --dry-run --Werror src/*.c include/*.h daemon/*.c
+	@clang-format --dry-run --Werror src/*.c include/*.h daemon/*.c tests/unit/*.c tests/fuzz/*.c \
+	    && echo "format: clean (.clang-format)"
 
 PREFIX ?= /usr/local
 install: all
