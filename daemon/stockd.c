@@ -56,6 +56,18 @@ static const struct sg_opt options[] = {
     {0},
 };
 
+static int check_config(const void *cfg, FILE *err)
+{
+    const struct stockd_config *c = cfg;
+    char host[256];
+    int port;
+    if (sg_config_split_addr(c->broker, host, sizeof host, &port) != 0 || !port) {
+        fprintf(err, "config: broker: must be host:port (got \"%s\")\n", c->broker);
+        return 1;
+    }
+    return 0;
+}
+
 static volatile sig_atomic_t stopping;
 static void on_signal(int sig)
 {
@@ -290,39 +302,18 @@ static int serve(const struct stockd_config *c, amqp_connection_state_t conn)
 
 int main(int argc, char **argv)
 {
+    static const struct sg_program prog = {
+        .name = "stockd",
+        .summary = "The quote daemon: consumes stocks.work, publishes stocks.result.",
+        .env_prefix = "STOCKD_",
+        .default_file = "/etc/stompgate/stockd.conf",
+        .table = options,
+        .check = check_config,
+    };
     struct stockd_config c;
-    struct sg_cli cli;
     memset(&c, 0, sizeof c);
-    int errors = sg_config_load(options, &c, "STOCKD_", "/etc/stompgate/stockd.conf", argc, argv,
-                                &cli, stderr);
-    if (cli.help) {
-        sg_config_usage(options, "stockd",
-                        "The quote daemon: consumes stocks.work, publishes stocks.result.",
-                        "STOCKD_", stdout);
-        sg_config_free(options, &c);
-        return 0;
-    }
-    if (cli.version) {
-        printf("stockd %s\n", SG_VERSION);
-        sg_config_free(options, &c);
-        return 0;
-    }
-    char host[256];
-    int port;
-    if (!errors && (sg_config_split_addr(c.broker, host, sizeof host, &port) != 0 || !port)) {
-        fprintf(stderr, "config: broker: must be host:port (got \"%s\")\n", c.broker);
-        errors++;
-    }
-    if (errors) {
-        fprintf(stderr, "stockd: %d configuration error%s\n", errors, errors == 1 ? "" : "s");
-        sg_config_free(options, &c);
-        return 2;
-    }
-    if (cli.check_config) {
-        printf("stockd: configuration ok\n");
-        sg_config_free(options, &c);
-        return 0;
-    }
+    int exit_code = sg_config_main(&prog, &c, argc, argv);
+    if (exit_code >= 0) return exit_code;
     sg_log_init("stockd", (enum sg_log_level)c.log_level);
     rng_state = c.seed ? (unsigned long long)c.seed
                        : (unsigned long long)time(NULL) ^ (unsigned long long)getpid() << 32;

@@ -59,6 +59,24 @@ void sg_config_free(const struct sg_opt *table, void *cfg);
 void sg_config_usage(const struct sg_opt *table, const char *prog, const char *summary,
                      const char *env_prefix, FILE *out);
 
+/* A program's description for sg_config_main. */
+struct sg_program {
+    const char *name;       /* "stompgate" */
+    const char *summary;    /* one paragraph for --help */
+    const char *env_prefix; /* "STOMPGATE_" */
+    const char *default_file;
+    const struct sg_opt *table;
+    /* cross-field checks after a clean load: prints "config: KEY: ..." lines,
+     * returns the error count (may be NULL) */
+    int (*check)(const void *cfg, FILE *err);
+};
+
+/* The whole command-line front of a daemon: loads cfg, then answers --help
+ * and --version (exit 0), reports configuration errors (exit 2) and
+ * --check-config (exit 0). Returns -1 when the program should run; any
+ * other value is the exit code, and cfg has been freed. */
+int sg_config_main(const struct sg_program *prog, void *cfg, int argc, char **argv);
+
 /* Splits "host:port" / "[v6]:port" into host (cap bytes) and port. Returns 0
  * or -1 for a malformed value. "*" and "" hosts become "0.0.0.0". */
 int sg_config_split_addr(const char *s, char *host, size_t cap, int *port);

@@ -40,6 +40,6 @@ extern const struct sg_opt sg_gw_options[];
 
 /* Cross-field checks after loading (e.g. tls_listen needs tls_cert and
  * tls_key). Prints "config: KEY: reason" lines; returns the error count. */
-int sg_gw_config_check(const struct sg_gw_config *c, FILE *err);
+int sg_gw_config_check(const void *cfg, FILE *err);
 
 #endif

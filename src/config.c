@@ -377,3 +377,30 @@ void sg_config_usage(const struct sg_opt *table, const char *prog, const char *s
     for (const struct sg_opt *o = table; o->name; o++)
         fprintf(out, "  %-26s %s [default: %s]\n", o->name, o->help, o->def ? o->def : "");
 }
+
+int sg_config_main(const struct sg_program *prog, void *cfg, int argc, char **argv)
+{
+    struct sg_cli cli;
+    int errors = sg_config_load(prog->table, cfg, prog->env_prefix, prog->default_file, argc, argv,
+                                &cli, stderr);
+    int rc = -1;
+    if (cli.help) {
+        sg_config_usage(prog->table, prog->name, prog->summary, prog->env_prefix, stdout);
+        rc = 0;
+    } else if (cli.version) {
+        printf("%s %s\n", prog->name, SG_VERSION);
+        rc = 0;
+    } else {
+        if (!errors && prog->check) errors += prog->check(cfg, stderr);
+        if (errors) {
+            fprintf(stderr, "%s: %d configuration error%s\n", prog->name, errors,
+                    errors == 1 ? "" : "s");
+            rc = 2;
+        } else if (cli.check_config) {
+            printf("%s: configuration ok\n", prog->name);
+            rc = 0;
+        }
+    }
+    if (rc >= 0) sg_config_free(prog->table, cfg);
+    return rc;
+}

@@ -61,8 +61,9 @@ const struct sg_opt sg_gw_options[] = {
     {0},
 };
 
-int sg_gw_config_check(const struct sg_gw_config *c, FILE *err)
+int sg_gw_config_check(const void *cfg, FILE *err)
 {
+    const struct sg_gw_config *c = cfg;
     int errors = 0;
     if (c->tls_listen && c->tls_listen[0]) {
         if (!c->tls_cert[0]) {

@@ -12,35 +12,19 @@
 
 int main(int argc, char **argv)
 {
+    static const struct sg_program prog = {
+        .name = "stompgate",
+        .summary = "Bridges browsers speaking STOMP 1.0-1.2 over WebSocket (ws/wss) to RabbitMQ "
+                   "over AMQP 0-9-1,\nand serves the stock ticker page.",
+        .env_prefix = "STOMPGATE_",
+        .default_file = DEFAULT_CONFIG,
+        .table = sg_gw_options,
+        .check = sg_gw_config_check,
+    };
     struct sg_gw_config cfg;
-    struct sg_cli cli;
     memset(&cfg, 0, sizeof cfg);
-    int errors =
-        sg_config_load(sg_gw_options, &cfg, "STOMPGATE_", DEFAULT_CONFIG, argc, argv, &cli, stderr);
-    if (cli.help) {
-        sg_config_usage(sg_gw_options, "stompgate",
-                        "Bridges browsers speaking STOMP 1.0-1.2 over WebSocket (ws/wss) to "
-                        "RabbitMQ over AMQP 0-9-1,\nand serves the stock ticker page.",
-                        "STOMPGATE_", stdout);
-        sg_config_free(sg_gw_options, &cfg);
-        return 0;
-    }
-    if (cli.version) {
-        printf("stompgate %s\n", SG_VERSION);
-        sg_config_free(sg_gw_options, &cfg);
-        return 0;
-    }
-    if (!errors) errors += sg_gw_config_check(&cfg, stderr);
-    if (errors) {
-        fprintf(stderr, "stompgate: %d configuration error%s\n", errors, errors == 1 ? "" : "s");
-        sg_config_free(sg_gw_options, &cfg);
-        return 2;
-    }
-    if (cli.check_config) {
-        printf("stompgate: configuration ok\n");
-        sg_config_free(sg_gw_options, &cfg);
-        return 0;
-    }
+    int exit_code = sg_config_main(&prog, &cfg, argc, argv);
+    if (exit_code >= 0) return exit_code;
     sg_log_init("stompgate", (enum sg_log_level)cfg.log_level);
     sg_log_hook_libevent();
     /* every connection is a descriptor: take the whole hard limit (a 1024

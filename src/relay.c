@@ -215,6 +215,7 @@ struct rsess {
     struct bconn *bc;
     struct sub *subs;
     int failing;
+    int marked; /* listed in a struct victims */
 };
 
 struct sg_relay {
@@ -317,10 +318,10 @@ static void chan_close(struct chan *ch)
     ch->sub = NULL;
     ch->topic = NULL;
     amqp_channel_close_t m = {AMQP_REPLY_SUCCESS, B("unsubscribed"), 0, 0};
+    /* freed on close-ok, or with the connection if that is failing: never
+     * here, a delivery may still be using it */
     if (bc_send(ch->bc, ch->id, AMQP_CHANNEL_CLOSE_METHOD, &m) == 0)
         expect(ch, AMQP_CHANNEL_CLOSE_OK_METHOD);
-    else
-        chan_free(ch);
 }
 
 /* ---- calls into sessions (each may end the session) */
@@ -343,6 +344,51 @@ static void sess_fail(struct rsess *rs, const char *msg, const char *receipt, in
     sg_conn_hold(c);
     if (sg_conn_open(c)) sg_stomp_session_fail(sg_conn_session(c), msg, receipt, code);
     sg_conn_release(c);
+}
+
+/* Ending several sessions at once: every connection is held while the list
+ * is walked, so none is freed - and no subscriber list or topic edited -
+ * until all have been told; each session is told once. */
+struct victims {
+    struct sg_conn **c;
+    size_t n, cap;
+};
+
+static void victims_add(struct victims *v, struct rsess *rs)
+{
+    if (!rs->conn || rs->failing || rs->marked) return;
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 16;
+        struct sg_conn **c = realloc(v->c, cap * sizeof *c);
+        if (!c) return;
+        v->c = c;
+        v->cap = cap;
+    }
+    rs->marked = 1;
+    sg_conn_hold(rs->conn);
+    v->c[v->n++] = rs->conn;
+}
+
+static void victims_fail(struct victims *v, const char *msg, int code)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        struct rsess *rs = sg_conn_relay_data(v->c[i]);
+        if (rs) {
+            rs->marked = 0;
+            sess_fail(rs, msg, NULL, code);
+        }
+    }
+    for (size_t i = 0; i < v->n; i++)
+        sg_conn_release(v->c[i]);
+    free(v->c);
+}
+
+static void fail_topic(struct topic *t, const char *msg)
+{
+    struct victims v = {0};
+    for (struct sub *x = t->subs; x; x = x->tnext)
+        victims_add(&v, x->rs);
+    victims_fail(&v, msg, 0);
 }
 
 /* ---- publishing */
@@ -851,8 +897,7 @@ static void deliver_topic(struct bconn *bc, struct chan *ch, struct topic *t)
     struct evbuffer *sh[3] = {NULL, NULL, NULL}; /* one encoding per STOMP version */
     int text[3] = {0, 0, 0};
     char mid[64], dest[600];
-    struct sg_conn *slow[64];
-    int nslow = 0;
+    struct victims slow = {0};
     snprintf(mid, sizeof mid, "%u.%u.%llu", bc->gen, ch->id, (unsigned long long)ch->tag);
     msg_destination(ch, dest, sizeof dest);
     for (struct sub *s = t->subs; s; s = s->tnext) {
@@ -877,20 +922,14 @@ static void deliver_topic(struct bconn *bc, struct chan *ch, struct topic *t)
         add_hdr(hb, v, "subscription", s->id);
         sg_conn_write_msg(c, hb->data, hb->len, sh[vi],
                           text[vi] && sg_utf8_valid(hb->data, hb->len));
-        if (sg_conn_outlen(c) > (size_t)bc->r->cfg->output_buffer_max && !s->rs->failing &&
-            nslow < 64)
-            slow[nslow++] = c;
+        if (sg_conn_outlen(c) > (size_t)bc->r->cfg->output_buffer_max) victims_add(&slow, s->rs);
     }
     for (int i = 0; i < 3; i++)
         if (sh[i]) evbuffer_free(sh[i]);
     /* slow consumers are dropped after the loop: ending a session edits the
      * subscriber list we were walking */
-    for (int i = 0; i < nslow; i++) {
-        struct rsess *rs = sg_conn_relay_data(slow[i]);
-        if (!rs || rs->failing) continue;
-        atomic_fetch_add_explicit(&bc->r->w->srv->m.slow_consumers, 1, memory_order_relaxed);
-        sess_fail(rs, "slow consumer: output buffer limit exceeded", NULL, SG_WS_CLOSE_POLICY);
-    }
+    atomic_fetch_add_explicit(&bc->r->w->srv->m.slow_consumers, (long)slow.n, memory_order_relaxed);
+    victims_fail(&slow, "slow consumer: output buffer limit exceeded", SG_WS_CLOSE_POLICY);
 }
 
 static struct sub *temp_by_ctag(struct bconn *bc, const char *ctag)
@@ -953,18 +992,9 @@ static void on_channel_closed(struct bconn *bc, struct chan *ch, amqp_channel_cl
         snprintf(errbuf, sizeof errbuf, "subscription to %.200s failed: %s", s->dest, text);
         sess_fail(s->rs, errbuf, s->receipt, 0);
     } else if (t) {
-        struct rsess *victims[64];
-        int n = 0;
-        for (struct sub *x = t->subs; x && n < 64; x = x->tnext) {
-            int dup = 0;
-            for (int i = 0; i < n; i++)
-                dup |= victims[i] == x->rs;
-            if (!dup) victims[n++] = x->rs;
-        }
         char msg[512];
         snprintf(msg, sizeof msg, "subscription to /exchange/%.200s failed: %s", t->exchange, text);
-        for (int i = 0; i < n; i++)
-            sess_fail(victims[i], msg, NULL, 0);
+        fail_topic(t, msg);
     }
 }
 
@@ -1037,16 +1067,7 @@ static void on_method(struct bconn *bc, uint16_t chid, amqp_method_t *m)
                      s->dest);
             sess_fail(s->rs, errbuf, NULL, 0);
         } else if (ch->topic) {
-            struct rsess *victims[64];
-            int n = 0;
-            for (struct sub *x = ch->topic->subs; x && n < 64; x = x->tnext) {
-                int dup = 0;
-                for (int i = 0; i < n; i++)
-                    dup |= victims[i] == x->rs;
-                if (!dup) victims[n++] = x->rs;
-            }
-            for (int i = 0; i < n; i++)
-                sess_fail(victims[i], "subscription was cancelled by the broker", NULL, 0);
+            fail_topic(ch->topic, "subscription was cancelled by the broker");
         }
         return;
     }
@@ -1290,12 +1311,10 @@ static void connect_done(struct sg_auth_req *req)
     if (!req->ok && !req->broker_down && !bc->service) {
         /* the broker now refuses this user (password changed, user deleted) */
         sg_log(SG_LOG_WARN, "broker refuses user %s now: %s", bc->login, req->reason);
-        struct rsess *victims[256];
-        int n = 0;
-        for (struct rsess *rs = bc->sessions; rs && n < 256; rs = rs->next)
-            victims[n++] = rs;
-        for (int i = 0; i < n; i++)
-            sess_fail(victims[i], "access refused", NULL, SG_WS_CLOSE_POLICY);
+        struct victims v = {0};
+        for (struct rsess *rs = bc->sessions; rs; rs = rs->next)
+            victims_add(&v, rs);
+        victims_fail(&v, "access refused", SG_WS_CLOSE_POLICY);
     } else if (bc->service && !req->ok && !req->broker_down) {
         sg_log(SG_LOG_WARN, "broker refuses the bridge's own user %s (broker_user): %s", bc->login,
                req->reason);
