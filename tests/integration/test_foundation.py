@@ -132,8 +132,7 @@ def test_static_javascript_type(stompgate, site):
 
 def test_static_repo_client_page(stompgate):
     page = REPO / "client" / "index.html"
-    if not page.exists():
-        pytest.skip("client/index.html not written yet")
+    assert page.exists(), "the ticker page must be in the repo"
     gw = stompgate()  # client_dir = <repo>/client
     status, headers, body = http_get(gw, "/")
     assert status == 200
