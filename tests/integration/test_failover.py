@@ -5,6 +5,7 @@ import threading
 import time
 import uuid
 
+import pytest
 import websocket
 
 from sgtest import http_get, scaled, wait_for
@@ -106,3 +107,24 @@ def test_kill9_broker_under_load(stompgate, broker):
     assert wait_for(lambda: http_get(gw, "/readyz")[0] == 200, scaled(10))
     log = gw.log()
     assert "lost" in log and "re-established" in log
+
+
+def test_sends_held_past_hold_ms_get_broker_unavailable(stompgate, broker):
+    gw = stompgate(workers=1, hold_ms=500, reconnect_max_ms=1000)
+    c = connected_client(gw, broker)
+    other = connected_client(gw, broker)
+    broker.kill9()
+    try:
+        c.send_frame("SEND", {"destination": "/queue/held-" + uuid.uuid4().hex[:6],
+                              "receipt": "too-late"}, "x")
+        f, code = c.expect_error_and_close(timeout=10)
+        assert f["message"] == "broker unavailable"
+        assert f["receipt-id"] == "too-late"
+        assert code == 1013
+        # a session that sent nothing is not touched by the outage
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            other.recv(timeout=0.5)
+    finally:
+        broker.start()
+    other.send_frame("SEND", {"destination": "/topic/after-outage", "receipt": "ok"}, "y")
+    assert other.expect("RECEIPT", timeout=20)["receipt-id"] == "ok"
