@@ -1218,11 +1218,13 @@ static void bc_up(struct bconn *bc, amqp_connection_state_t amqp)
     event_add(bc->retry, &tv);
     uint64_t now = sg_now_ms();
     if (bc->ever_up)
-        sg_log(SG_LOG_WARN, "broker connection (user %s, vhost %s) re-established after %llu ms",
-               bc->login, bc->vhost, (unsigned long long)(now - bc->down_since));
+        sg_log(SG_LOG_WARN,
+               "broker connection (worker %d, user %s, vhost %s%s) re-established after %llu ms",
+               r->w->id, bc->login, bc->vhost, bc->service ? ", service" : "",
+               (unsigned long long)(now - bc->down_since));
     else
-        sg_log(SG_LOG_INFO, "broker connection (user %s, vhost %s) up on worker %d", bc->login,
-               bc->vhost, r->w->id);
+        sg_log(SG_LOG_INFO, "broker connection (worker %d, user %s, vhost %s%s) up", r->w->id,
+               bc->login, bc->vhost, bc->service ? ", service" : "");
     bc->ever_up = 1;
     bc->backoff_ms = 100;
     struct chan *pc = chan_new(bc, PUB_CH);
@@ -1243,8 +1245,9 @@ static void bc_up(struct bconn *bc, amqp_connection_state_t amqp)
 static void bc_lost(struct bconn *bc)
 {
     if (bc->state != BC_OPEN && bc->state != BC_FAILING) return;
-    sg_log(SG_LOG_WARN, "broker connection (user %s, vhost %s) lost: %s; reconnecting", bc->login,
-           bc->vhost, bc->fail_reason[0] ? bc->fail_reason : "closed");
+    sg_log(SG_LOG_WARN, "broker connection (worker %d, user %s, vhost %s%s) lost: %s; reconnecting",
+           bc->r->w->id, bc->login, bc->vhost, bc->service ? ", service" : "",
+           bc->fail_reason[0] ? bc->fail_reason : "closed");
     bc->fail_reason[0] = 0;
     event_free(bc->rev);
     bc->rev = NULL;
