@@ -61,8 +61,16 @@ int sg_buf_printf(struct sg_buf *b, const char *fmt, ...)
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
     if (n < 0) return SG_EIO;
-    int rc = sg_buf_reserve(b, (size_t)n + 1);
+    /* the bound is on len: the terminating NUL vsnprintf writes may use one
+     * byte of capacity past max without counting */
+    int rc = sg_buf_reserve(b, (size_t)n);
     if (rc != SG_OK) return rc;
+    if (b->cap < b->len + (size_t)n + 1) {
+        uint8_t *p = realloc(b->data, b->len + (size_t)n + 1);
+        if (!p) return SG_ENOMEM;
+        b->data = p;
+        b->cap = b->len + (size_t)n + 1;
+    }
     va_start(ap, fmt);
     vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
