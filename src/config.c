@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +70,10 @@ int sg_config_split_addr(const char *s, char *host, size_t cap, int *port)
     long p = strtol(colon + 1, &end, 10);
     if (errno || end == colon + 1 || *end || p < 0 || p > 65535) return -1;
     *port = (int)p;
-    if (hl == 0 || strcmp(host, "*") == 0) snprintf(host, cap, "0.0.0.0");
+    if (hl == 0 || strcmp(host, "*") == 0) {
+        if (cap < sizeof "0.0.0.0") return -1;
+        memcpy(host, "0.0.0.0", sizeof "0.0.0.0");
+    }
     return 0;
 }
 
@@ -146,7 +150,7 @@ static const char *set_value(const struct sg_opt *o, void *cfg, const char *v)
             end++;
             if (toupper((unsigned char)*end) == 'I') end++;
             if (toupper((unsigned char)*end) == 'B') end++;
-            if (x > (long long)(9e18 / (double)mul)) goto badnum;
+            if (x > LLONG_MAX / mul || x < LLONG_MIN / mul) goto badnum;
             x *= mul;
         }
         if (*end) goto badnum;
@@ -331,8 +335,8 @@ int sg_config_load(const struct sg_opt *table, void *cfg, const char *env_prefix
         const char *v;
         if (eq) {
             v = eq + 1;
-        } else if (o->type == SG_OPT_BOOL &&
-                   (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0)) {
+        } else if (o->type == SG_OPT_BOOL && (i + 1 >= argc || argv[i + 1][0] == '-')) {
+            /* a bare boolean flag: the next argument is another option */
             v = "true";
         } else if (i + 1 < argc) {
             v = argv[++i];
