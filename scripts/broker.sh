@@ -294,15 +294,23 @@ cmd_start() {
 
     local ports="$AMQP_PORT $DIST_PORT $STOMP_PORT $WEB_STOMP_PORT"
     [ "${BROKER_MANAGEMENT:-0}" = 1 ] && ports="$ports $MGMT_PORT"
-    # epmd's port may be held by our own epmd left from a kill9: that one is reused
-    [ -n "$(epmd_pids "$EPMD_PORT")" ] || ports="$ports $EPMD_PORT"
+    # epmd's port may be held by our own epmd left from a kill9: that one is reused.
+    # On a restart of the same directory the port is ours whatever holds it for the
+    # moment (an epmd we could not match, or its sockets still being torn down); a
+    # foreign listener would still make the node's boot fail, with its own error.
+    if [ -z "$(epmd_pids "$EPMD_PORT")" ] && [ "$(stored_base "$DIR" 2>/dev/null)" != "$B" ]; then
+        ports="$ports $EPMD_PORT"
+    fi
     # a node just killed (kill9) may still hold its sockets for a moment while the
     # kernel tears it down: give the ports up to 10 s to come free
     local tries=0 busy
     # shellcheck disable=SC2086
     until busy=$(port_free $ports 2>&1); do
         tries=$((tries + 1))
-        [ $tries -lt 50 ] || die "$busy: a port in $B..$EPMD_PORT is in use on 127.0.0.1 (pick another base: $0 freebase)"
+        if [ $tries -ge 50 ]; then
+            ss -ltnp 2>/dev/null | grep -E ":($(echo "$ports" | tr ' ' '|'))\b" >&2
+            die "$busy: a port in $B..$EPMD_PORT is in use on 127.0.0.1 (pick another base: $0 freebase)"
+        fi
         sleep 0.2
     done
 

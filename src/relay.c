@@ -106,12 +106,24 @@ static const struct sg_stomp_frame *fcopy_frame(const struct fcopy *c)
 struct rsess;
 struct bconn;
 
+/* RECEIPTs leave in the order of the frames that asked for them: a RECEIPT
+ * tells the client that everything it sent before was processed, even when
+ * an earlier SUBSCRIBE's queue is still being declared on another channel.
+ * One entry per pending SUBSCRIBE (with or without receipt) and per SEND
+ * with a receipt; entries are sent from the head once done. */
+struct rcpt {
+    struct rcpt *next;
+    char *receipt; /* owned; NULL: nothing to send, just an ordering point */
+    int done;
+};
+
 /* A SEND on its way to the broker (only kept when it must be: a receipt
  * to send, or a broker that is away) */
 struct pub {
     struct pub *next;
     struct rsess *rs; /* NULL once the session is gone */
-    char *receipt;
+    struct rcpt *rc;  /* its place in the session's receipt order (NULL: none) */
+    int confirm;      /* kept until the broker confirms it */
     struct fcopy *fc;
     size_t bytes;
     struct sg_route route;
@@ -136,8 +148,8 @@ struct sub {
     struct topic *topic;
     struct sub *tnext;
     int ready;
-    char *receipt;  /* SUBSCRIBE receipt waiting for consume-ok */
-    uint64_t *tags; /* outstanding delivery tags (client modes), ascending */
+    struct rcpt *rc; /* pending until consume-ok (NULL once done) */
+    uint64_t *tags;  /* outstanding delivery tags (client modes), ascending */
     size_t ntags, captags;
     uint64_t delayed_ack; /* internal ack held back while the client is slow */
 };
@@ -214,6 +226,7 @@ struct rsess {
     struct sg_conn *conn;
     struct bconn *bc;
     struct sub *subs;
+    struct rcpt *rq, *rq_tail;
     int failing;
     int marked; /* listed in a struct victims */
 };
@@ -346,6 +359,47 @@ static void sess_fail(struct rsess *rs, const char *msg, const char *receipt, in
     sg_conn_release(c);
 }
 
+static const char *rc_receipt(const struct rcpt *e)
+{
+    return e ? e->receipt : NULL;
+}
+
+/* Takes receipt (may be NULL). NULL on ENOMEM (receipt freed). */
+static struct rcpt *rq_add(struct rsess *rs, char *receipt)
+{
+    struct rcpt *e = calloc(1, sizeof *e);
+    if (!e) {
+        free(receipt);
+        return NULL;
+    }
+    e->receipt = receipt;
+    if (rs->rq_tail)
+        rs->rq_tail->next = e;
+    else
+        rs->rq = e;
+    rs->rq_tail = e;
+    return e;
+}
+
+/* Marks e done and sends every RECEIPT that is now at the head. */
+static void rq_done(struct rsess *rs, struct rcpt *e)
+{
+    if (!rs || !e) return;
+    e->done = 1;
+    if (!rs->rq->done) return;
+    struct sg_conn *c = rs->conn;
+    sg_conn_hold(c); /* rs stays valid until the release below */
+    while (rs->rq && rs->rq->done) {
+        struct rcpt *h = rs->rq;
+        rs->rq = h->next;
+        if (!rs->rq) rs->rq_tail = NULL;
+        if (h->receipt) sess_receipt(rs, h->receipt);
+        free(h->receipt);
+        free(h);
+    }
+    sg_conn_release(c);
+}
+
 /* Ending several sessions at once: every connection is held while the list
  * is walked, so none is freed - and no subscriber list or topic edited -
  * until all have been told; each session is told once. */
@@ -395,7 +449,6 @@ static void fail_topic(struct topic *t, const char *msg)
 
 static void pub_free(struct sg_relay *r, struct pub *p)
 {
-    free(p->receipt);
     free(p->fc);
     free(p);
 }
@@ -444,7 +497,7 @@ static int publish_frame(struct bconn *bc, struct rsess *rs, const struct sg_sto
     }
     /* mandatory for queue destinations with a receipt: a SEND to a missing
      * queue must not get a RECEIPT (a topic with no subscriber is fine) */
-    int mandatory = p && p->receipt &&
+    int mandatory = p && p->confirm &&
                     (rt->kind == SG_ROUTE_QUEUE || rt->kind == SG_ROUTE_AMQ_QUEUE ||
                      rt->kind == SG_ROUTE_REPLY_QUEUE);
     amqp_bytes_t body = {f->body_len, (void *)f->body};
@@ -500,16 +553,16 @@ static void pub_go(struct bconn *bc, struct pub *p)
         return;
     }
     struct rsess *rs = p->rs;
-    if (publish_frame(bc, rs, fcopy_frame(p->fc), &p->route, p->receipt ? p : NULL, &why) != 0) {
+    if (publish_frame(bc, rs, fcopy_frame(p->fc), &p->route, p->confirm ? p : NULL, &why) != 0) {
         if (bc->state != BC_OPEN) {
             hold(bc, p); /* the connection just failed: republish after reconnect */
             return;
         }
-        sess_fail(rs, why, p->receipt, 0);
+        sess_fail(rs, why, rc_receipt(p->rc), 0);
         pub_free(bc->r, p);
         return;
     }
-    if (!p->receipt) pub_free(bc->r, p);
+    if (!p->confirm) pub_free(bc->r, p);
 }
 
 static void flush_held(struct bconn *bc)
@@ -541,11 +594,11 @@ static void on_confirm(struct bconn *bc, uint64_t tag, int multiple, int ok)
         *pp = p->next;
         if (bc->unconf_tail == p) bc->unconf_tail = prev;
         if (!ok)
-            sess_fail(p->rs, "message rejected by the broker (nack)", p->receipt, 0);
+            sess_fail(p->rs, "message rejected by the broker (nack)", rc_receipt(p->rc), 0);
         else if (returned)
-            sess_fail(p->rs, "message could not be routed: no such queue", p->receipt, 0);
+            sess_fail(p->rs, "message could not be routed: no such queue", rc_receipt(p->rc), 0);
         else
-            sess_receipt(p->rs, p->receipt);
+            rq_done(p->rs, p->rc);
         pub_free(bc->r, p);
         if (!multiple) break;
     }
@@ -578,7 +631,7 @@ static void excheck_start(struct bconn *bc, struct pub *p)
     }
     if (!x) {
         if (!(x = calloc(1, sizeof *x))) {
-            sess_fail(p->rs, "out of memory", p->receipt, SG_WS_CLOSE_INTERNAL);
+            sess_fail(p->rs, "out of memory", rc_receipt(p->rc), SG_WS_CLOSE_INTERNAL);
             pub_free(bc->r, p);
             return;
         }
@@ -609,7 +662,7 @@ static void excheck_done(struct bconn *bc, int ok, const char *text)
             pub_go(bc, p);
         } else {
             snprintf(errbuf, sizeof errbuf, "%s", text);
-            sess_fail(p->rs, errbuf, p->receipt, 0);
+            sess_fail(p->rs, errbuf, rc_receipt(p->rc), 0);
             pub_free(bc->r, p);
         }
         p = next;
@@ -667,7 +720,7 @@ static void sub_setup(struct sub *s)
     }
     struct chan *ch = chan_new(bc, 0);
     if (!ch) {
-        sess_fail(s->rs, "too many subscriptions on this broker connection", s->receipt,
+        sess_fail(s->rs, "too many subscriptions on this broker connection", rc_receipt(s->rc),
                   SG_WS_CLOSE_TRY_AGAIN);
         return;
     }
@@ -704,7 +757,7 @@ static void topic_setup(struct topic *t)
     struct chan *ch = chan_new(bc, 0);
     if (!ch) {
         for (struct sub *s = t->subs; s; s = s->tnext)
-            sess_fail(s->rs, "too many subscriptions on this broker connection", s->receipt,
+            sess_fail(s->rs, "too many subscriptions on this broker connection", rc_receipt(s->rc),
                       SG_WS_CLOSE_TRY_AGAIN);
         return;
     }
@@ -723,17 +776,15 @@ static void topic_setup(struct topic *t)
 static void sub_ready(struct sub *s)
 {
     s->ready = 1;
-    char *rc = s->receipt;
-    s->receipt = NULL;
-    if (rc) sess_receipt(s->rs, rc);
-    free(rc);
+    struct rcpt *e = s->rc;
+    s->rc = NULL;
+    rq_done(s->rs, e);
 }
 
 static void sub_free(struct sub *s)
 {
     free(s->id);
     free(s->dest);
-    free(s->receipt);
     free(s->tags);
     free(s->args);
     free(s);
@@ -990,7 +1041,7 @@ static void on_channel_closed(struct bconn *bc, struct chan *ch, amqp_channel_cl
     chan_free(ch);
     if (s) {
         snprintf(errbuf, sizeof errbuf, "subscription to %.200s failed: %s", s->dest, text);
-        sess_fail(s->rs, errbuf, s->receipt, 0);
+        sess_fail(s->rs, errbuf, rc_receipt(s->rc), 0);
     } else if (t) {
         char msg[512];
         snprintf(msg, sizeof msg, "subscription to /exchange/%.200s failed: %s", t->exchange, text);
@@ -1087,7 +1138,7 @@ static void on_method(struct bconn *bc, uint16_t chid, amqp_method_t *m)
         if (ch->topic) {
             ch->topic->ready = 1;
             for (struct sub *s = ch->topic->subs; s; s = s->tnext)
-                if (s->receipt) sub_ready(s);
+                if (s->rc) sub_ready(s);
         }
         return;
     case AMQP_EXCHANGE_DECLARE_OK_METHOD:
@@ -1424,7 +1475,7 @@ static void hold_timer_cb(evutil_socket_t fd, short what, void *arg)
             bc->held = p->next;
             if (!bc->held) bc->held_tail = NULL;
             r->held_bytes -= p->bytes;
-            sess_fail(p->rs, "broker unavailable", p->receipt, SG_WS_CLOSE_TRY_AGAIN);
+            sess_fail(p->rs, "broker unavailable", rc_receipt(p->rc), SG_WS_CLOSE_TRY_AGAIN);
             pub_free(r, p);
         }
     }
@@ -1511,10 +1562,16 @@ void sg_relay_conn_gone(struct sg_relay *r, struct sg_conn *c)
     struct pub *lists[2] = {bc->unconf, bc->held};
     for (int k = 0; k < 2; k++)
         for (struct pub *p = lists[k]; p; p = p->next)
-            if (p->rs == rs) p->rs = NULL;
+            if (p->rs == rs) p->rs = NULL, p->rc = NULL;
     for (struct excheck *x = bc->checks; x; x = x->next)
         for (struct pub *p = x->waiting; p; p = p->next)
-            if (p->rs == rs) p->rs = NULL;
+            if (p->rs == rs) p->rs = NULL, p->rc = NULL;
+    while (rs->rq) {
+        struct rcpt *e = rs->rq;
+        rs->rq = e->next;
+        free(e->receipt);
+        free(e);
+    }
     struct rsess **pp = &bc->sessions;
     while (*pp && *pp != rs)
         pp = &(*pp)->next;
@@ -1590,7 +1647,8 @@ static int do_subscribe(struct sg_relay *r, struct rsess *rs, const struct sg_ac
                  (s->route.shared && parse_bool(a->frame, "persistent", 0));
     s->auto_delete = parse_bool(a->frame, "auto-delete", 0);
     s->exclusive = parse_bool(a->frame, "exclusive", 0);
-    if (a->receipt && !(s->receipt = strdup(a->receipt))) goto nomem;
+    char *receipt = NULL;
+    if (a->receipt && !(receipt = strdup(a->receipt))) goto nomem;
     struct bconn *bc = rs->bc;
 
     if (s->route.shared && s->ack == SG_ACK_AUTO && !s->durable) {
@@ -1599,6 +1657,10 @@ static int do_subscribe(struct sg_relay *r, struct rsess *rs, const struct sg_ac
         for (t = bc->topics; t; t = t->next)
             if (!strcmp(t->exchange, s->route.exchange) && !strcmp(t->rkey, s->route.routing_key))
                 break;
+        int ready_now = t && t->ready && !rs->rq;
+        if (!ready_now && !(s->rc = rq_add(rs, receipt))) goto nomem_noreceipt;
+        if (t && t->ready && s->rc) s->rc->done = 1; /* sent when the ones before are */
+        if (ready_now) free(receipt);                /* the session sends it */
         if (!t) {
             if (!(t = calloc(1, sizeof *t))) goto nomem;
             t->bc = bc;
@@ -1619,10 +1681,9 @@ static int do_subscribe(struct sg_relay *r, struct rsess *rs, const struct sg_ac
         s->next = rs->subs;
         rs->subs = s;
         if (t->ready) {
-            free(s->receipt);
-            s->receipt = NULL;
             s->ready = 1;
-            return SG_OK;
+            s->rc = NULL; /* done already, or now queued behind earlier receipts */
+            return ready_now ? SG_OK : SG_AGAIN;
         }
         return SG_AGAIN;
     }
@@ -1641,11 +1702,13 @@ static int do_subscribe(struct sg_relay *r, struct rsess *rs, const struct sg_ac
     }
     s->internal_ack = s->ack == SG_ACK_AUTO;
     snprintf(s->ctag, sizeof s->ctag, "sg-%llu", (unsigned long long)++r->next_qid);
+    if (!(s->rc = rq_add(rs, receipt))) goto nomem_noreceipt;
     s->next = rs->subs;
     rs->subs = s;
     sub_setup(s);
     return SG_AGAIN;
 nomem:
+nomem_noreceipt: /* the receipt copy, if any, was taken (or freed) by rq_add */
     if (s) sub_free(s);
     *errmsg = "out of memory";
     return SG_ENOMEM;
@@ -1662,8 +1725,10 @@ static int do_unsubscribe(struct rsess *rs, const struct sg_action *a, const cha
     }
     struct sub *s = *pp;
     *pp = s->next;
+    struct rcpt *e = s->rc;
     sub_unlink(s);
     sub_free(s);
+    rq_done(rs, e); /* a SUBSCRIBE undone before it was ready no longer holds receipts back */
     return SG_OK;
 }
 
@@ -1692,11 +1757,19 @@ static int do_send(struct sg_relay *r, struct rsess *rs, const struct sg_action 
         return SG_EBROKER;
     }
     struct pub *p = calloc(1, sizeof *p);
-    if (!p || !(p->fc = fcopy_new(a->frame, &p->bytes)) ||
-        (a->receipt && !(p->receipt = strdup(a->receipt)))) {
+    if (!p || !(p->fc = fcopy_new(a->frame, &p->bytes))) {
         if (p) pub_free(r, p);
         *errmsg = "out of memory";
         return SG_ENOMEM;
+    }
+    if (a->receipt) {
+        char *copy = strdup(a->receipt);
+        p->confirm = 1;
+        if (!copy || !(p->rc = rq_add(rs, copy))) {
+            pub_free(r, p);
+            *errmsg = "out of memory";
+            return SG_ENOMEM;
+        }
     }
     p->rs = rs;
     p->route = rt;
@@ -1761,18 +1834,33 @@ int sg_relay_action(struct sg_relay *r, struct sg_conn *c, const struct sg_actio
         *errmsg = "not connected to the broker";
         return SG_EBROKER;
     }
+    int rc = SG_EPROTO;
+    *errmsg = "unsupported action";
     switch (a->type) {
     case SG_ACT_SUBSCRIBE:
-        return do_subscribe(r, rs, a, errmsg);
+        rc = do_subscribe(r, rs, a, errmsg);
+        break;
     case SG_ACT_UNSUBSCRIBE:
-        return do_unsubscribe(rs, a, errmsg);
+        rc = do_unsubscribe(rs, a, errmsg);
+        break;
     case SG_ACT_SEND:
-        return do_send(r, rs, a, errmsg);
+        rc = do_send(r, rs, a, errmsg);
+        break;
     case SG_ACT_ACK:
-        return do_ack(r, rs, a, 0, errmsg);
+        rc = do_ack(r, rs, a, 0, errmsg);
+        break;
     case SG_ACT_NACK:
-        return do_ack(r, rs, a, 1, errmsg);
+        rc = do_ack(r, rs, a, 1, errmsg);
+        break;
     }
-    *errmsg = "unsupported action";
-    return SG_EPROTO;
+    if (rc == SG_OK && a->receipt && rs->rq) {
+        /* done, but an earlier frame's RECEIPT is still owed: keep the order */
+        char *copy = strdup(a->receipt);
+        struct rcpt *e = copy ? rq_add(rs, copy) : NULL;
+        if (e) {
+            e->done = 1;
+            return SG_AGAIN;
+        }
+    }
+    return rc;
 }

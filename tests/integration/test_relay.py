@@ -353,3 +353,23 @@ def test_deleted_queue_ends_subscription_with_error(gw, broker):
     broker.delete_queue(q)
     f, code = c.expect_error_and_close()
     assert "cancelled by the broker" in f["message"] and q in f["message"]
+
+
+def test_receipts_keep_frame_order(gw, broker):
+    """A RECEIPT means every earlier frame was processed: after the receipt of the last
+    SUBSCRIBE, the earlier subscriptions (each set up on its own broker channel) are all
+    in place, so a message published at once reaches every one of them."""
+    c, pub = connected_client(gw, broker), connected_client(gw, broker)
+    for round_ in range(15):
+        keys = [uniq(f"ord{round_}") for _ in range(6)]
+        for i, k in enumerate(keys[:-1]):
+            dest = f"/topic/{k}" if i % 2 else f"/queue/{k}"
+            c.send_frame("SUBSCRIBE", {"id": k, "destination": dest})
+        c.send_frame("SUBSCRIBE", {"id": keys[-1], "destination": f"/topic/{keys[-1]}",
+                                   "receipt": f"last{round_}"})
+        assert c.expect("RECEIPT")["receipt-id"] == f"last{round_}"
+        for i, k in enumerate(keys[:-1]):
+            dest = f"/topic/{k}" if i % 2 else f"/queue/{k}"
+            pub.send_frame("SEND", {"destination": dest}, k)
+        got = sorted(c.expect("MESSAGE").body.decode() for _ in keys[:-1])
+        assert got == sorted(keys[:-1])
