@@ -126,7 +126,10 @@ struct sg_stomp_dec {
     size_t head_end;          /* offset just past the blank line, once known */
     long long content_length; /* -1 when absent */
     int cr;                   /* internal: a CR seen between frames */
-    struct sg_stomp_frame frame;
+    /* the frame being decoded: allocated when a frame starts and freed at
+     * the next call after it was returned, so an idle session holds none
+     * (a frame has 256 header slots: 8 KiB) */
+    struct sg_stomp_frame *frame;
     /* after an error: */
     const char *error; /* static text for the ERROR frame's message header */
 };

@@ -11,6 +11,7 @@
 #include "error.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Decoder states; an error is stored as the (negative) sg_err in d->state. */
@@ -95,10 +96,8 @@ static int sg_cmd_escapes(enum sg_stomp_cmd cmd)
 
 static void sg_dec_clear_frame(struct sg_stomp_dec *d)
 {
-    d->frame.cmd = SG_STOMP_NONE;
-    d->frame.num_headers = 0;
-    d->frame.body = NULL;
-    d->frame.body_len = 0;
+    free(d->frame);
+    d->frame = NULL;
     d->scan = 0;
     d->head_end = 0;
     d->content_length = -1;
@@ -143,17 +142,17 @@ static ssize_t sg_dec_fail(struct sg_stomp_dec *d, int err, const char *msg)
 static int sg_dec_reserve(struct sg_stomp_dec *d, size_t n)
 {
     if (d->buf.data && n <= d->buf.cap - d->buf.len) return SG_OK;
-    size_t nh = d->frame.num_headers;
+    size_t nh = d->frame->num_headers;
     size_t koff[SG_STOMP_MAX_HEADERS_CAP], voff[SG_STOMP_MAX_HEADERS_CAP];
     for (size_t i = 0; i < nh; i++) {
-        koff[i] = (size_t)((const uint8_t *)d->frame.headers[i].key - d->buf.data);
-        voff[i] = (size_t)((const uint8_t *)d->frame.headers[i].value - d->buf.data);
+        koff[i] = (size_t)((const uint8_t *)d->frame->headers[i].key - d->buf.data);
+        voff[i] = (size_t)((const uint8_t *)d->frame->headers[i].value - d->buf.data);
     }
     int rc = sg_buf_reserve(&d->buf, n);
     if (rc != SG_OK) return rc;
     for (size_t i = 0; i < nh; i++) {
-        d->frame.headers[i].key = (const char *)d->buf.data + koff[i];
-        d->frame.headers[i].value = (const char *)d->buf.data + voff[i];
+        d->frame->headers[i].key = (const char *)d->buf.data + koff[i];
+        d->frame->headers[i].value = (const char *)d->buf.data + voff[i];
     }
     return SG_OK;
 }
@@ -223,7 +222,7 @@ static ssize_t sg_dec_header_line(struct sg_stomp_dec *d, size_t content_len)
 {
     if (content_len > d->lim.max_header_line)
         return sg_dec_fail(d, SG_ELINE, "header line too long");
-    if (d->frame.num_headers >= d->lim.max_headers)
+    if (d->frame->num_headers >= d->lim.max_headers)
         return sg_dec_fail(d, SG_ETOOMANY, "too many headers");
     uint8_t *line = d->buf.data + d->scan;
     uint8_t *colon = memchr(line, ':', content_len);
@@ -237,11 +236,11 @@ static ssize_t sg_dec_header_line(struct sg_stomp_dec *d, size_t content_len)
     }
     /* 1.1+ BNF: header-name = 1*<any OCTET except CR or LF or ":"> */
     if (klen == 0 && d->version >= 11) return sg_dec_fail(d, SG_ESTOMP, "empty header name");
-    if (d->version >= 11 && sg_cmd_escapes(d->frame.cmd)) {
+    if (d->version >= 11 && sg_cmd_escapes(d->frame->cmd)) {
         if (sg_unescape(key, &klen, d->version) != 0 || sg_unescape(val, &vlen, d->version) != 0)
             return sg_dec_fail(d, SG_ESTOMP, "invalid header escape");
     }
-    struct sg_stomp_header *h = &d->frame.headers[d->frame.num_headers++];
+    struct sg_stomp_header *h = &d->frame->headers[d->frame->num_headers++];
     h->key = (const char *)key;
     h->key_len = klen;
     h->value = (const char *)val;
@@ -271,7 +270,7 @@ static ssize_t sg_dec_headers_done(struct sg_stomp_dec *d)
 {
     d->head_end = d->buf.len;
     d->content_length = -1;
-    const struct sg_stomp_header *cl = sg_stomp_header(&d->frame, "content-length");
+    const struct sg_stomp_header *cl = sg_stomp_header(d->frame, "content-length");
     if (cl) {
         long long n = sg_parse_length(cl->value, cl->value_len, d->lim.max_body);
         if (n < 0) return sg_dec_fail(d, SG_ESTOMP, "invalid content-length");
@@ -349,7 +348,7 @@ static ssize_t sg_dec_head(struct sg_stomp_dec *d, const uint8_t *p, size_t n)
             err = sg_dec_fail(d, SG_ESTOMP, "unknown command");
             goto out;
         }
-        d->frame.cmd = cmd;
+        d->frame->cmd = cmd;
         d->state = SG_ST_HEAD;
     } else if (content_len == 0) {
         err = sg_dec_headers_done(d);
@@ -364,11 +363,11 @@ out:
 static void sg_dec_finish(struct sg_stomp_dec *d, struct sg_stomp_event *ev)
 {
     /* the NUL is kept in the buffer: body[body_len] == '\0' */
-    d->frame.body = d->buf.data + d->head_end;
-    d->frame.body_len = d->buf.len - d->head_end - 1;
+    d->frame->body = d->buf.data + d->head_end;
+    d->frame->body_len = d->buf.len - d->head_end - 1;
     d->state = SG_ST_DONE;
     ev->type = SG_STOMP_EV_FRAME;
-    ev->frame = &d->frame;
+    ev->frame = d->frame;
 }
 
 /* The body up to the first NUL (no content-length). */
@@ -425,6 +424,14 @@ ssize_t sg_stomp_decode(struct sg_stomp_dec *d, const uint8_t *in, size_t len,
                 off++;
                 break;
             }
+            /* a frame starts: its header table (not zeroed: only the
+             * counted slots are ever read) */
+            if (!d->frame && !(d->frame = malloc(sizeof *d->frame)))
+                return sg_dec_fail(d, SG_ENOMEM, "out of memory");
+            d->frame->cmd = SG_STOMP_NONE;
+            d->frame->num_headers = 0;
+            d->frame->body = NULL;
+            d->frame->body_len = 0;
             d->state = SG_ST_CMD;
             break;
         case SG_ST_CMD:
