@@ -1,7 +1,7 @@
 // Starts the real bin/stompgate against the private broker that make test
 // started (SG_BROKER_DIR/broker.env), on a free port, for node's test runner.
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -73,10 +73,13 @@ export async function startGateway(extra = {}) {
     password: b.BROKER_PASSWORD,
     log: () => log,
     async stop() {
-      if (proc.exitCode !== null) return proc.exitCode;
-      const done = new Promise((r) => proc.on('exit', (code, sig) => r({ code, sig })));
-      proc.kill('SIGTERM');
-      const res = await done;
+      let res = { code: proc.exitCode, sig: null };
+      if (proc.exitCode === null) {
+        const done = new Promise((r) => proc.on('exit', (code, sig) => r({ code, sig })));
+        proc.kill('SIGTERM');
+        res = await done;
+      }
+      rmSync(dir, { recursive: true, force: true });
       if (res.sig && res.sig !== 'SIGTERM') throw new Error(`stompgate died by ${res.sig}:\n${log}`);
       return res.code;
     },
