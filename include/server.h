@@ -54,6 +54,10 @@ struct sg_worker {
     size_t nlisteners;
     struct event *stop_ev; /* activated from the main thread */
     struct sg_conn *conns; /* doubly linked, owned */
+    /* connections written to outside their own callbacks (relay fan-out),
+     * flushed together by sg_conn_flush_pending */
+    struct sg_conn **dirty;
+    size_t ndirty, capdirty;
     uint64_t next_conn_id;
     /* auth completions posted by the auth threads */
     pthread_mutex_t auth_lock;
@@ -113,6 +117,9 @@ int sg_conn_open(const struct sg_conn *c);
  * opcode. Updates the session's outgoing heart-beat clock. */
 void sg_conn_write_msg(struct sg_conn *c, const void *head, size_t head_len,
                        struct evbuffer *shared, int text);
+/* Writes out what sg_conn_write_msg queued on this worker's connections:
+ * one writev per connection per batch of deliveries. */
+void sg_conn_flush_pending(struct sg_worker *w);
 /* Stop (1) or resume (0) reading from the client (broker backpressure). */
 void sg_conn_pause_read(struct sg_conn *c, int pause);
 

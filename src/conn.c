@@ -52,6 +52,12 @@ struct sg_conn {
     enum cstate state;
     int over_cap, ip_counted, ws_counted, stomp_counted;
     int in_cb, dead, read_paused, broker_paused;
+    /* plain TCP after the upgrade: we write the output ourselves at the end
+     * of each callback (one writev) and arm EV_WRITE only when the socket
+     * would block, instead of libevent arming and disarming the write event
+     * around every flush (two epoll_ctl per write on fan-out) */
+    int manual_write;
+    size_t dirty_idx; /* 1 + index in w->dirty, 0 if not listed */
     void *relay_data;
     struct event *timer;
     uint64_t dl_hs, dl_ping, dl_pong, dl_close;
@@ -93,9 +99,32 @@ static void rearm(struct sg_conn *c)
     event_add(c->timer, &tv);
 }
 
+static void on_drained(struct sg_conn *c);
+
+/* Manual write mode: write what is queued now; leave the rest to libevent. */
+static void conn_flush(struct sg_conn *c)
+{
+    if (!c->manual_write) return;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out) == 0) return;
+    if (bufferevent_get_enabled(c->bev) & EV_WRITE) return; /* libevent is on it */
+    int n = evbuffer_write(out, c->fd);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        /* let the bufferevent hit the same error and report it through
+         * event_cb, the one place that ends a connection on I/O errors */
+        bufferevent_enable(c->bev, EV_WRITE);
+        return;
+    }
+    if (evbuffer_get_length(out) == 0)
+        on_drained(c);
+    else
+        bufferevent_enable(c->bev, EV_WRITE); /* until write_cb sees it drained */
+}
+
 static void leave(struct sg_conn *c)
 {
     if (--c->in_cb > 0) return;
+    if (!c->dead) conn_flush(c);
     if (c->dead) {
         conn_free(c);
         return;
@@ -438,6 +467,10 @@ static void do_upgrade(struct sg_conn *c, const struct sg_ws_hs_result *res, siz
     out_bytes(c, buf, n);
     c->state = CS_WS;
     c->dl_hs = 0;
+    if (!c->tls) {
+        c->manual_write = 1;
+        bufferevent_disable(c->bev, EV_WRITE);
+    }
     uint64_t now = sg_now_ms();
     if (c->s->cfg->ping_interval_ms > 0) c->dl_ping = now + (uint64_t)c->s->cfg->ping_interval_ms;
     c->ws_counted = 1;
@@ -594,10 +627,11 @@ static void read_cb(struct bufferevent *bev, void *arg)
     leave(c);
 }
 
-static void write_cb(struct bufferevent *bev, void *arg)
+/* The output buffer is empty (written by libevent or by conn_flush). */
+static void on_drained(struct sg_conn *c)
 {
-    struct sg_conn *c = arg;
-    enter(c);
+    struct bufferevent *bev = c->bev;
+    if (c->manual_write && c->state != CS_FLUSH) bufferevent_disable(bev, EV_WRITE);
     if (c->read_paused && c->state != CS_FLUSH && c->state != CS_LINGER) {
         c->read_paused = 0;
         if (!c->broker_paused) bufferevent_enable(bev, EV_READ);
@@ -605,6 +639,13 @@ static void write_cb(struct bufferevent *bev, void *arg)
     if (c->relay_data && c->state == CS_WS) sg_relay_conn_drained(c->w->relay, c);
     if (c->state == CS_FLUSH && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         conn_flushed(c);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct sg_conn *c = arg;
+    enter(c);
+    on_drained(c);
     leave(c);
 }
 
@@ -727,6 +768,7 @@ static void conn_free(struct sg_conn *c)
         w->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     if (c->auth) c->auth->conn = NULL; /* the auth thread's answer finds nobody */
+    if (c->dirty_idx) w->dirty[c->dirty_idx - 1] = NULL;
     sg_relay_conn_gone(w->relay, c);
     if (c->sess) sg_stomp_session_free(c->sess);
     if (c->echo_buf) evbuffer_free(c->echo_buf);
@@ -798,6 +840,34 @@ void sg_conn_write_msg(struct sg_conn *c, const void *head, size_t head_len,
     atomic_fetch_add_explicit(&c->s->m.bytes_out, (long)(hl + n), memory_order_relaxed);
     atomic_fetch_add_explicit(&c->s->m.ws_msgs_out, 1, memory_order_relaxed);
     if (c->sess) sg_stomp_session_on_sent(c->sess, sg_now_ms());
+    if (c->manual_write && !c->dirty_idx && !c->in_cb) {
+        struct sg_worker *w = c->w;
+        if (w->ndirty == w->capdirty) {
+            size_t cap = w->capdirty ? w->capdirty * 2 : 64;
+            struct sg_conn **d = realloc(w->dirty, cap * sizeof *d);
+            if (!d) {
+                bufferevent_enable(c->bev, EV_WRITE); /* libevent writes it instead */
+                return;
+            }
+            w->dirty = d;
+            w->capdirty = cap;
+        }
+        w->dirty[w->ndirty++] = c;
+        c->dirty_idx = w->ndirty;
+    }
+}
+
+void sg_conn_flush_pending(struct sg_worker *w)
+{
+    for (size_t i = 0; i < w->ndirty; i++) {
+        struct sg_conn *c = w->dirty[i];
+        if (!c) continue; /* freed meanwhile */
+        c->dirty_idx = 0;
+        w->dirty[i] = NULL;
+        enter(c);
+        leave(c); /* flushes; frees a connection that died */
+    }
+    w->ndirty = 0;
 }
 
 void sg_conn_pause_read(struct sg_conn *c, int pause)

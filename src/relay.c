@@ -1179,7 +1179,7 @@ static void bc_fail(struct bconn *bc, const char *why)
     event_active(bc->drain_ev, 0, 0);
 }
 
-static void bc_drain(struct bconn *bc)
+static void bc_drain_frames(struct bconn *bc)
 {
     for (int i = 0; i < DRAIN_BATCH && bc->state == BC_OPEN; i++) {
         amqp_frame_t f;
@@ -1202,6 +1202,14 @@ static void bc_drain(struct bconn *bc)
         return;
     }
     event_active(bc->drain_ev, 0, 0); /* more to do: yield to other events first */
+}
+
+/* Frames first, then one write per connection for everything they produced. */
+static void bc_drain(struct bconn *bc)
+{
+    struct sg_worker *w = bc->r->w;
+    bc_drain_frames(bc); /* may free bc (never: bconns live until the relay is freed) */
+    sg_conn_flush_pending(w);
 }
 
 static void read_cb(evutil_socket_t fd, short what, void *arg)

@@ -392,6 +392,7 @@ out:
         for (size_t j = 0; j < w->nlisteners; j++)
             evconnlistener_free(w->listeners[j]);
         free(w->listeners);
+        free(w->dirty);
         free(w->listener_tls);
         if (w->auth_ev) event_free(w->auth_ev);
         if (w->stop_ev) event_free(w->stop_ev);
