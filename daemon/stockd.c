@@ -11,11 +11,11 @@
  * stockd is a single-threaded blocking AMQP client: it owns its process, so
  * rabbitmq-c's blocking RPCs are fine here (unlike inside stompgate).
  */
+#include "auth.h"
 #include "config.h"
 #include "log.h"
 
 #include <amqp.h>
-#include <amqp_tcp_socket.h>
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
@@ -172,30 +172,23 @@ static int connect_broker(const struct stockd_config *c, amqp_connection_state_t
 {
     char host[256], why[256];
     int port;
-    amqp_connection_state_t conn = amqp_new_connection();
+    void *login = NULL;
+    amqp_rpc_reply_t r;
     sg_config_split_addr(c->broker, host, sizeof host, &port);
-    amqp_socket_t *sock = amqp_tcp_socket_new(conn);
-    struct timeval tv = {c->broker_timeout_ms / 1000, (c->broker_timeout_ms % 1000) * 1000};
-    amqp_set_handshake_timeout(conn, &tv);
-    amqp_set_rpc_timeout(conn, &tv);
-    int st = amqp_socket_open_noblock(sock, host, port, &tv);
-    if (st != AMQP_STATUS_OK) {
-        sg_log(SG_LOG_WARN, "cannot connect to broker %s: %s", c->broker, amqp_error_string2(st));
-        amqp_destroy_connection(conn);
+    /* the same connect + login (timeouts, capabilities, refusal vs outage)
+     * that stompgate's auth threads use */
+    int rc = sg_auth_broker_connect(host, port, c->broker_vhost, c->broker_user, c->broker_password,
+                                    (int)c->broker_timeout_ms, 30, &login, why, sizeof why);
+    if (rc == 0) {
+        sg_log(SG_LOG_ERROR, "broker login refused (access refused) for user %s on vhost %s: %s",
+               c->broker_user, c->broker_vhost, why);
+        return CONN_FATAL;
+    }
+    if (rc < 0) {
+        sg_log(SG_LOG_WARN, "cannot connect to broker %s: %s", c->broker, why);
         return CONN_RETRY;
     }
-    amqp_rpc_reply_t r = amqp_login(conn, c->broker_vhost, 0, 131072, 30, AMQP_SASL_METHOD_PLAIN,
-                                    c->broker_user, c->broker_password);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        int refused = r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION ||
-                      (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-                       r.library_error == AMQP_STATUS_CONNECTION_CLOSED);
-        sg_log(SG_LOG_ERROR, "broker login %s for user %s on vhost %s (%s)",
-               refused ? "refused (access refused)" : "failed", c->broker_user, c->broker_vhost,
-               reply_text(r, why, sizeof why));
-        amqp_destroy_connection(conn);
-        return refused ? CONN_FATAL : CONN_RETRY;
-    }
+    amqp_connection_state_t conn = login;
     amqp_channel_open(conn, 1);
     amqp_queue_declare(conn, 1, amqp_cstring_bytes(c->work_queue), 0, 1, 0, 0, amqp_empty_table);
     if (c->result_exchange[0])

@@ -1208,7 +1208,7 @@ static void bc_drain_frames(struct bconn *bc)
 static void bc_drain(struct bconn *bc)
 {
     struct sg_worker *w = bc->r->w;
-    bc_drain_frames(bc); /* may free bc (never: bconns live until the relay is freed) */
+    bc_drain_frames(bc);
     sg_conn_flush_pending(w);
 }
 

@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +34,10 @@ from pathlib import Path
 import pytest
 
 from . import wsraw
+
+# shared with tests/integration (one definition of the timeout scale and free ports)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from sgtest import free_port, scaled as scale  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -46,26 +51,12 @@ CLOSE_TIMEOUT_MS = 1000
 MAX_MESSAGE = 1 << 20
 
 
-def scale(seconds):
-    try:
-        f = float(os.environ.get("SG_TIMEOUT_SCALE") or 1)
-    except ValueError:
-        f = 1.0
-    return seconds * max(f, 0.1)
-
-
 def bin_path():
     d = os.environ.get("SG_BIN_DIR")
     d = Path(d) if d else REPO / "bin"
     if not d.is_absolute():
         d = REPO / d
     return d / "stompgate"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def _die_with_parent():
