@@ -30,7 +30,10 @@ struct sg_gw_config {
     long long max_subscriptions;
     long long output_buffer_max;
     long long auth_cache_ms;
-    long long prefetch; /* default prefetch-count of queue subscriptions */
+    long long prefetch;             /* default prefetch-count of queue subscriptions */
+    long long max_prefetch;         /* bound on prefetch-count (0 = the plugin's "unlimited") */
+    long long max_pending_receipts; /* per session */
+    long long broker_channel_max;   /* channels per pooled broker connection */
     int nack_requeue;
     long long hold_ms, hold_bytes; /* SENDs held while the broker is away */
     long long reconnect_max_ms;

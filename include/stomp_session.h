@@ -100,6 +100,8 @@ struct sg_action {
     enum sg_ack_mode ack_mode;          /* SUBSCRIBE */
     const char *ack_id;                 /* ACK, NACK: the id/message-id header per version */
     const char *receipt;                /* receipt header or NULL */
+    int in_commit;                      /* replayed by a COMMIT: the relay must confirm it */
+    const char *commit_receipt; /* that COMMIT's receipt (NULL if none), on every replayed action */
 };
 
 struct sg_stomp_session_ops {

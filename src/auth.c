@@ -3,7 +3,7 @@
 #include "config.h"
 #include "gw_config.h"
 #include "log.h"
-#include "server.h"
+#include "worker.h"
 
 #include <amqp.h>
 #include <amqp_tcp_socket.h>

@@ -10,8 +10,10 @@
 #include "auth.h"
 #include "error.h"
 #include "log.h"
+#include "conn.h"
 #include "relay.h"
 #include "server.h"
+#include "util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -57,8 +59,8 @@ struct sg_conn {
      * would block, instead of libevent arming and disarming the write event
      * around every flush (two epoll_ctl per write on fan-out) */
     int manual_write;
-    size_t dirty_idx; /* 1 + index in w->dirty, 0 if not listed */
-    void *relay_data;
+    size_t dirty_idx;         /* 1 + index in w->dirty, 0 if not listed */
+    struct sg_relay_sess *rs; /* the session's broker side, once authenticated */
     struct event *timer;
     uint64_t dl_hs, dl_ping, dl_pong, dl_close;
     struct sg_ws_dec dec;
@@ -415,7 +417,7 @@ static void op_authenticate(void *ctx, const char *login, const char *passcode, 
 static int op_relay(void *ctx, const struct sg_action *act, const char **errmsg)
 {
     struct sg_conn *c = ctx;
-    return sg_relay_action(c->w->relay, c, act, errmsg);
+    return sg_relay_action(c->rs, act, errmsg);
 }
 
 static const struct sg_stomp_session_ops session_ops = {
@@ -441,7 +443,9 @@ void sg_conn_auth_done(struct sg_auth_req *r)
                 r->vhost, r->reason);
     if (c->sess && c->state == CS_WS) {
         int ok = r->ok;
-        if (ok && sg_relay_attach(c->w->relay, c, r->login, r->passcode, r->vhost) != SG_OK) ok = 0;
+        if (ok && sg_relay_attach(c->w->relay, &sg_conn_relay_ops, c, r->login, r->passcode,
+                                  r->vhost, &c->rs) != SG_OK)
+            ok = 0;
         sg_stomp_session_auth_result(c->sess, ok, sg_now_ms());
         if (sg_stomp_session_state(c->sess) == SG_SESS_CONNECTED && !c->stomp_counted) {
             c->stomp_counted = 1;
@@ -636,7 +640,7 @@ static void on_drained(struct sg_conn *c)
         c->read_paused = 0;
         if (!c->broker_paused) bufferevent_enable(bev, EV_READ);
     }
-    if (c->relay_data && c->state == CS_WS) sg_relay_conn_drained(c->w->relay, c);
+    if (c->rs && c->state == CS_WS) sg_relay_drained(c->rs);
     if (c->state == CS_FLUSH && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         conn_flushed(c);
 }
@@ -769,7 +773,8 @@ static void conn_free(struct sg_conn *c)
     if (c->next) c->next->prev = c->prev;
     if (c->auth) c->auth->conn = NULL; /* the auth thread's answer finds nobody */
     if (c->dirty_idx) w->dirty[c->dirty_idx - 1] = NULL;
-    sg_relay_conn_gone(w->relay, c);
+    sg_relay_detach(c->rs);
+    c->rs = NULL;
     if (c->sess) sg_stomp_session_free(c->sess);
     if (c->echo_buf) evbuffer_free(c->echo_buf);
     if (c->stomp_counted) atomic_fetch_sub(&s->m.stomp_connected, 1);
@@ -783,52 +788,40 @@ static void conn_free(struct sg_conn *c)
     if (!w->conns && atomic_load(&s->draining)) event_base_loopexit(w->base, NULL);
 }
 
-/* ---- relay-facing accessors (server.h) */
+/* ---- the relay's view of a connection (relay.h: sg_relay_client_ops) */
 
-struct sg_stomp_session *sg_conn_session(struct sg_conn *c)
+static const char *rop_id(void *client)
 {
-    return c->sess;
+    return ((struct sg_conn *)client)->id;
 }
 
-const char *sg_conn_id(const struct sg_conn *c)
+static int rop_version(void *client)
 {
-    return c->id;
+    struct sg_conn *c = client;
+    return c->sess ? sg_stomp_session_version(c->sess) : 0;
 }
 
-void sg_conn_hold(struct sg_conn *c)
-{
-    enter(c);
-}
-
-void sg_conn_release(struct sg_conn *c)
-{
-    leave(c);
-}
-
-void *sg_conn_relay_data(const struct sg_conn *c)
-{
-    return c->relay_data;
-}
-
-void sg_conn_set_relay_data(struct sg_conn *c, void *p)
-{
-    c->relay_data = p;
-}
-
-size_t sg_conn_outlen(const struct sg_conn *c)
-{
-    return evbuffer_get_length(bufferevent_get_output(c->bev));
-}
-
-int sg_conn_open(const struct sg_conn *c)
+static int conn_open(const struct sg_conn *c)
 {
     return c->state == CS_WS && !c->dead && !c->close_sent;
 }
 
-void sg_conn_write_msg(struct sg_conn *c, const void *head, size_t head_len,
-                       struct evbuffer *shared, int text)
+static int rop_is_open(void *client)
 {
-    if (!sg_conn_open(c)) return;
+    return conn_open(client);
+}
+
+static size_t rop_outlen(void *client)
+{
+    struct sg_conn *c = client;
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+static void rop_write(void *client, const void *head, size_t head_len, struct evbuffer *shared,
+                      int text)
+{
+    struct sg_conn *c = client;
+    if (!conn_open(c)) return;
     size_t n = head_len + (shared ? evbuffer_get_length(shared) : 0);
     uint8_t hdr[10];
     size_t hl = sg_ws_frame_header(hdr, text ? SG_WS_OP_TEXT : SG_WS_OP_BINARY, 1, n);
@@ -857,8 +850,54 @@ void sg_conn_write_msg(struct sg_conn *c, const void *head, size_t head_len,
     }
 }
 
-void sg_conn_flush_pending(struct sg_worker *w)
+static void rop_pause_read(void *client, int pause)
 {
+    struct sg_conn *c = client;
+    c->broker_paused = pause;
+    if (pause)
+        bufferevent_disable(c->bev, EV_READ);
+    else if (!c->read_paused && (c->state == CS_WS || c->state == CS_WS_CLOSING))
+        bufferevent_enable(c->bev, EV_READ);
+}
+
+static void rop_receipt(void *client, const char *receipt)
+{
+    struct sg_conn *c = client;
+    if (conn_open(c) && c->sess) sg_stomp_session_receipt(c->sess, receipt);
+}
+
+static void rop_fail(void *client, const char *message, const char *receipt, int ws_code)
+{
+    struct sg_conn *c = client;
+    if (conn_open(c) && c->sess) sg_stomp_session_fail(c->sess, message, receipt, ws_code);
+}
+
+static void rop_hold(void *client)
+{
+    enter(client);
+}
+
+static void rop_release(void *client)
+{
+    leave(client);
+}
+
+const struct sg_relay_client_ops sg_conn_relay_ops = {
+    .id = rop_id,
+    .version = rop_version,
+    .is_open = rop_is_open,
+    .write = rop_write,
+    .outlen = rop_outlen,
+    .pause_read = rop_pause_read,
+    .receipt = rop_receipt,
+    .fail = rop_fail,
+    .hold = rop_hold,
+    .release = rop_release,
+};
+
+void sg_conn_flush_pending(void *worker)
+{
+    struct sg_worker *w = worker;
     for (size_t i = 0; i < w->ndirty; i++) {
         struct sg_conn *c = w->dirty[i];
         if (!c) continue; /* freed meanwhile */
@@ -868,15 +907,6 @@ void sg_conn_flush_pending(struct sg_worker *w)
         leave(c); /* flushes; frees a connection that died */
     }
     w->ndirty = 0;
-}
-
-void sg_conn_pause_read(struct sg_conn *c, int pause)
-{
-    c->broker_paused = pause;
-    if (pause)
-        bufferevent_disable(c->bev, EV_READ);
-    else if (!c->read_paused && (c->state == CS_WS || c->state == CS_WS_CLOSING))
-        bufferevent_enable(c->bev, EV_READ);
 }
 
 void sg_conn_close_all(struct sg_worker *w)

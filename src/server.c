@@ -1,8 +1,10 @@
 /* server.c - workers, listeners, TLS context, signals (see server.h). */
 #include "server.h"
 #include "auth.h"
+#include "conn.h"
 #include "log.h"
 #include "relay.h"
+#include "util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,13 +21,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-uint64_t sg_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- per-IP accounting: a small chained hash table under one mutex. Only
  * used when max_connections_per_ip > 0, so the default path takes no lock. */
@@ -350,7 +345,17 @@ int sg_server_run(struct sg_gw_config *cfg)
         if (!(w->base = event_base_new())) goto out;
         w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
         w->auth_ev = event_new(w->base, -1, 0, auth_done_cb, w);
-        w->relay = sg_relay_new(w);
+        struct sg_relay_env env = {
+            .base = w->base,
+            .cfg = cfg,
+            .auth = s->auth,
+            .auth_target = w,
+            .metrics = &s->m,
+            .worker_id = i,
+            .flush = sg_conn_flush_pending,
+            .flush_arg = w,
+        };
+        w->relay = sg_relay_new(&env);
         if (!w->relay) goto out;
     }
     if (add_listeners(s, cfg->listen, 0) != 0) goto out;

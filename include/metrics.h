@@ -1,0 +1,23 @@
+/* metrics.h - process-wide counters (atomics: every worker updates them,
+ * /metrics reads them). */
+#ifndef SG_METRICS_H
+#define SG_METRICS_H
+
+#include <stdatomic.h>
+
+struct sg_metrics {
+    atomic_long conns_open;      /* TCP connections open */
+    atomic_long conns_accepted;  /* total accepted */
+    atomic_long ws_open;         /* upgraded connections open */
+    atomic_long ws_upgrades;     /* total upgrades */
+    atomic_long hs_rejected;     /* handshakes answered with an error status */
+    atomic_long http_requests;   /* plain HTTP requests served */
+    atomic_long stomp_connected; /* STOMP sessions currently CONNECTED */
+    atomic_long ws_msgs_in, ws_msgs_out;
+    atomic_long bytes_in, bytes_out;
+    atomic_long ws_close_protocol; /* we closed with 1002/1007/1009 */
+    atomic_long slow_consumers;
+    atomic_long auth_ok, auth_refused;
+};
+
+#endif

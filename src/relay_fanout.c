@@ -1,0 +1,248 @@
+/* relay_fanout.c - shared upstreams for /topic and /exchange subscriptions:
+ * every subscription with the same binding on a link shares one exclusive,
+ * auto-delete queue and one no-ack consumer. A delivery is encoded once
+ * per STOMP version (msg_encode.h) and every subscriber's output
+ * references that encoding. Slow-consumer policy: a subscriber whose
+ * output buffer is over output_buffer_max after a delivery is sent ERROR
+ * "slow consumer" and closed with 1008; the others are not slowed. */
+#include "relay_int.h"
+#include "error.h"
+#include "gw_config.h"
+#include "log.h"
+#include "metrics.h"
+#include "msg_encode.h"
+#include "ws_frame.h"
+
+#include <event2/buffer.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uuid/uuid.h>
+
+static amqp_bytes_t B(const char *s)
+{
+    return amqp_cstring_bytes(s);
+}
+
+static void fail_topic(struct topic *t, const char *msg)
+{
+    struct victims v = {0};
+    struct sub *s;
+    LIST_FOREACH(s, &t->subs, tnext)
+    sg_victims_add(&v, s->rs);
+    sg_victims_fail(&v, msg, 0);
+}
+
+void sg_fanout_setup(struct topic *t)
+{
+    struct sg_link *l = t->rl->link;
+    if (!sg_link_is_open(l) || t->ch) return;
+    t->ready = 0;
+    int rc = sg_link_chan_open(l, &sg_topic_chan_ops, t, &t->ch);
+    if (rc != SG_OK) {
+        if (rc == SG_EBROKER) return;
+        struct victims v = {0};
+        struct sub *s;
+        LIST_FOREACH(s, &t->subs, tnext)
+        sg_victims_add(&v, s->rs);
+        sg_victims_fail(&v,
+                        rc == SG_ETOOMANY ? "too many subscriptions on this broker connection "
+                                            "(broker_channel_max)"
+                                          : "out of memory",
+                        SG_WS_CLOSE_TRY_AGAIN);
+        return;
+    }
+    amqp_queue_declare_t d = {0, B(t->qname), 0, 0, 1, 1, 0, amqp_empty_table};
+    amqp_queue_bind_t b = {0, B(t->qname), B(t->exchange), B(t->rkey), 0, amqp_empty_table};
+    amqp_basic_consume_t c = {0, B(t->qname), B(t->qname), 0, 1, 1, 0, amqp_empty_table};
+    sg_link_send(t->ch, AMQP_QUEUE_DECLARE_METHOD, &d);
+    sg_link_send(t->ch, AMQP_QUEUE_BIND_METHOD, &b);
+    sg_link_send(t->ch, AMQP_BASIC_CONSUME_METHOD, &c);
+}
+
+int sg_fanout_subscribe(struct sg_relay_sess *rs, struct sub *s, const char *receipt,
+                        const char **errmsg)
+{
+    struct rlink *rl = rs->rl;
+    struct topic *t;
+    LIST_FOREACH(t, &rl->topics, next)
+    if (!strcmp(t->exchange, s->route.exchange) && !strcmp(t->rkey, s->route.routing_key)) break;
+    int ready_now = t && t->ready && sg_rcpt_queue_is_empty(&rs->rq);
+    if (!ready_now) {
+        /* wait for the upstream, or behind earlier receipts */
+        int rc = sg_rcpt_queue_push(&rs->rq, receipt, t && t->ready, &s->rc);
+        if (rc != SG_OK) {
+            sg_sub_free(s);
+            *errmsg = rc == SG_ETOOMANY ? "too many receipts pending (max_pending_receipts)"
+                                        : "out of memory";
+            return rc;
+        }
+    }
+    if (!t) {
+        if (!(t = calloc(1, sizeof *t))) {
+            /* s->rc stays queued, unfinished: the session ends with this error */
+            sg_sub_free(s);
+            *errmsg = "out of memory";
+            return SG_ENOMEM;
+        }
+        t->rl = rl;
+        LIST_INIT(&t->subs);
+        snprintf(t->exchange, sizeof t->exchange, "%s", s->route.exchange);
+        snprintf(t->rkey, sizeof t->rkey, "%s", s->route.routing_key);
+        uuid_t u;
+        char us[37];
+        uuid_generate_random(u);
+        uuid_unparse_lower(u, us);
+        snprintf(t->qname, sizeof t->qname, "stompgate-%s", us);
+        LIST_INSERT_HEAD(&rl->topics, t, next);
+    }
+    s->topic = t;
+    LIST_INSERT_HEAD(&t->subs, s, tnext);
+    LIST_INSERT_HEAD(&rs->subs, s, snext);
+    rs->nsubs++;
+    if (t->ready) {
+        s->ready = 1;
+        struct sg_rcpt *e = s->rc;
+        s->rc = NULL;
+        if (ready_now) return SG_OK;
+        sg_rsess_receipt_done(rs, e); /* sent when the ones before are */
+        return SG_AGAIN;
+    }
+    if (!t->ch) sg_fanout_setup(t);
+    return SG_AGAIN;
+}
+
+void sg_fanout_remove(struct topic *t, struct sub *s)
+{
+    LIST_REMOVE(s, tnext);
+    s->topic = NULL;
+    if (!LIST_EMPTY(&t->subs)) return;
+    /* last subscriber gone: cancel the upstream (the queue is auto-delete) */
+    LIST_REMOVE(t, next);
+    if (t->ch) sg_link_chan_close(t->ch);
+    free(t);
+}
+
+void sg_fanout_free_all(struct rlink *rl)
+{
+    struct topic *t;
+    while ((t = LIST_FIRST(&rl->topics))) {
+        LIST_REMOVE(t, next);
+        struct sub *s;
+        LIST_FOREACH(s, &t->subs, tnext)
+        s->topic = NULL;
+        free(t);
+    }
+}
+
+/* ---- channel callbacks */
+
+static void on_delivery(struct sg_link_chan *ch, void *owner, const struct sg_link_delivery *d)
+{
+    struct topic *t = owner;
+    struct sg_relay *r = t->rl->r;
+    struct evbuffer *sh[3] = {NULL, NULL, NULL}; /* one encoding per STOMP version */
+    int text[3] = {0, 0, 0};
+    char mid[64], dest[600];
+    struct victims slow = {0};
+    size_t max = (size_t)r->env.cfg->output_buffer_max;
+    snprintf(mid, sizeof mid, "%u.%u.%llu", sg_link_gen(t->rl->link), sg_link_chan_id(ch),
+             (unsigned long long)d->tag);
+    sg_msg_destination(d->exchange, d->routing_key, dest, sizeof dest);
+    size_t bl = evbuffer_get_length(d->body);
+    struct sub *s;
+    LIST_FOREACH(s, &t->subs, tnext)
+    {
+        struct sg_relay_sess *rs = s->rs;
+        void *c = rs->client;
+        if (rs->failing || !rs->ops->is_open(c)) continue;
+        int v = rs->ops->version(c);
+        int vi = v >= 12 ? 2 : v == 11 ? 1 : 0;
+        if (!sh[vi]) {
+            struct sg_buf *b = &r->scratch;
+            sg_buf_clear(b);
+            if (sg_msg_encode_shared(b, v, dest, mid, d->redelivered, d->props, bl) != SG_OK ||
+                !(sh[vi] = evbuffer_new()))
+                continue;
+            /* encoded once; every subscriber's output references it (an
+             * evbuffer holding references cannot itself be referenced, so
+             * the body is copied in here, once per STOMP version) */
+            evbuffer_add(sh[vi], b->data, b->len);
+            evbuffer_add(sh[vi], evbuffer_pullup(d->body, (ssize_t)bl), bl);
+            evbuffer_add(sh[vi], "", 1);
+            size_t n = evbuffer_get_length(sh[vi]);
+            text[vi] = sg_utf8_valid(evbuffer_pullup(sh[vi], (ssize_t)n), n);
+        }
+        struct sg_buf *hb = &r->head;
+        sg_buf_clear(hb);
+        if (sg_msg_encode_head(hb, v, s->id, NULL) != SG_OK) continue;
+        rs->ops->write(c, hb->data, hb->len, sh[vi], text[vi] && sg_utf8_valid(hb->data, hb->len));
+        if (rs->ops->outlen(c) > max) sg_victims_add(&slow, rs);
+    }
+    for (int i = 0; i < 3; i++)
+        if (sh[i]) evbuffer_free(sh[i]);
+    /* slow consumers are dropped after the loop: ending a session edits the
+     * subscriber list we were walking */
+    if (slow.n && r->env.metrics)
+        atomic_fetch_add_explicit(&r->env.metrics->slow_consumers, (long)slow.n,
+                                  memory_order_relaxed);
+    sg_victims_fail(&slow, "slow consumer: output buffer limit exceeded", SG_WS_CLOSE_POLICY);
+}
+
+static void on_reply(struct sg_link_chan *ch, void *owner, amqp_method_number_t id, void *m)
+{
+    struct topic *t = owner;
+    if (id != AMQP_BASIC_CONSUME_OK_METHOD) return;
+    t->ready = 1;
+    /* every subscriber waiting for the upstream is ready; their receipts
+     * go in each session's order (a release may end a session: collect
+     * first, each session held) */
+    struct victims v = {0};
+    struct sub *s;
+    LIST_FOREACH(s, &t->subs, tnext)
+    if (s->rc || !s->ready) sg_victims_add(&v, s->rs);
+    for (size_t i = 0; i < v.n; i++) {
+        struct sg_relay_sess *rs = v.rs[i];
+        rs->marked = 0;
+        LIST_FOREACH(s, &rs->subs, snext)
+        if (s->topic == t && !s->ready) {
+            s->ready = 1;
+            struct sg_rcpt *e = s->rc;
+            s->rc = NULL;
+            sg_rsess_receipt_done(rs, e);
+        }
+    }
+    for (size_t i = 0; i < v.n; i++)
+        v.rs[i]->ops->release(v.rs[i]->client);
+    free(v.rs);
+}
+
+static void on_cancelled(struct sg_link_chan *ch, void *owner)
+{
+    fail_topic(owner, "subscription was cancelled by the broker");
+}
+
+static void on_closed(struct sg_link_chan *ch, void *owner, int code, const char *text)
+{
+    struct topic *t = owner;
+    t->ch = NULL;
+    t->ready = 0;
+    if (!code) return;
+    size_t cap;
+    char *eb = sg_relay_errbuf_w(&cap);
+    if (!strcmp(t->exchange, "amq.topic"))
+        snprintf(eb, cap, "subscription to /topic/%.200s failed: %s", t->rkey, text);
+    else
+        snprintf(eb, cap, "subscription to /exchange/%.200s failed: %s", t->exchange, text);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", eb);
+    fail_topic(t, msg);
+}
+
+const struct sg_link_chan_ops sg_topic_chan_ops = {
+    .reply = on_reply,
+    .delivery = on_delivery,
+    .cancelled = on_cancelled,
+    .closed = on_closed,
+};
