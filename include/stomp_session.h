@@ -43,7 +43,8 @@
  * none), so an in-order relay answers it once all of them are done; an
  * empty COMMIT answers at once. The session also tracks subscription ids:
  * a duplicate id, an UNSUBSCRIBE of an unknown id, or more than
- * max_subscriptions -> ERROR. SUBSCRIBE without id: an error from 1.1 on;
+ * max_subscriptions -> ERROR; except that an UNSUBSCRIBE whose id starts
+ * with "/temp-queue/" goes to the relay, which owns temp queues. SUBSCRIBE without id: an error from 1.1 on;
  * in 1.0 the destination is the id, and UNSUBSCRIBE may name the
  * destination instead of the id. ACK/NACK: the id is the "id" header in
  * 1.2 and "message-id" in 1.0/1.1; NACK in 1.0 -> ERROR.

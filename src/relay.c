@@ -33,6 +33,7 @@ void sg_rsess_receipt_done(struct sg_relay_sess *rs, struct sg_rcpt *e)
 {
     if (!rs || !e) return;
     sg_rcpt_queue_done(&rs->rq, e);
+    if (rs->failing) return; /* no more RECEIPTs: ERROR sent, or detaching */
     void *c = rs->client;
     const struct sg_relay_client_ops *ops = rs->ops;
     char *receipt;
@@ -294,8 +295,16 @@ void sg_relay_detach(struct sg_relay_sess *rs)
     if (!rs) return;
     struct rlink *rl = rs->rl;
     struct sub *s;
+    /* the client is being freed: nothing below may call into it */
+    rs->failing = 1;
     while ((s = LIST_FIRST(&rs->subs))) {
         LIST_REMOVE(s, snext);
+        struct pub *p;
+        STAILQ_FOREACH(p, &s->waiting, next)
+        {
+            p->rs = NULL;
+            p->rc = NULL;
+        }
         sg_sub_unlink(s);
         sg_sub_free(s);
     }

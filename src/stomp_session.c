@@ -827,6 +827,14 @@ static void on_unsubscribe(struct sg_stomp_session *s, const struct sg_stomp_fra
         }
         sub = sub_find_dest(s, c->b);
     }
+    if (!sub && c->a && strncmp(c->a, "/temp-queue/", 12) == 0) {
+        /* a temp queue the relay made for a reply-to: the relay knows it
+         * (and answers "no such subscription" if it does not) */
+        struct sg_action act = {
+            .type = SG_ACT_UNSUBSCRIBE, .frame = f, .sub_id = c->a, .receipt = c->receipt};
+        run_action(s, &act);
+        return;
+    }
     if (!sub) {
         error_close(s, "unknown subscription", c->receipt, NULL, WS_NORMAL, SG_ESTATE);
         return;
