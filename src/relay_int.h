@@ -35,6 +35,7 @@ struct pub {
     char *err_receipt;        /* receipt-id for an ERROR about it (own or the COMMIT's) */
     int confirm;              /* kept until the broker confirms it */
     int attempts;             /* channel errors it went through */
+    int relinks;              /* broker connections lost while it was unconfirmed */
     int held;                 /* counted in r->held_bytes */
     struct sg_stomp_frame_copy *fc;
     size_t bytes;

@@ -32,6 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MAX_RELINKS 5
+
 amqp_table_t sg_sub_args_table(const struct sg_stomp_frame_copy *args, amqp_pool_t *pool);
 
 static amqp_bytes_t B(const char *s)
@@ -644,13 +646,21 @@ void sg_pub_link_down(struct rlink *rl)
     struct pub_list old = rl->held;
     STAILQ_INIT(&rl->held);
     struct pub *p, *n;
-    STAILQ_FOREACH_SAFE(p, &rl->unconf, next, n)
+    struct pub_list unconf = rl->unconf;
+    STAILQ_INIT(&rl->unconf);
+    STAILQ_FOREACH_SAFE(p, &unconf, next, n)
     {
+        /* a SEND in flight every time the connection dies may be what
+         * kills it: after MAX_RELINKS it is failed, not replayed forever */
+        if (++p->relinks > MAX_RELINKS) {
+            pub_fail(r, p, "broker unavailable: the broker connection failed repeatedly",
+                     SG_WS_CLOSE_TRY_AGAIN);
+            continue;
+        }
         p->held_at = 0;
         park(r, p, 1);
         STAILQ_INSERT_TAIL(&rl->held, p, next);
     }
-    STAILQ_INIT(&rl->unconf);
     struct prep *x;
     while ((x = STAILQ_FIRST(&rl->preps))) {
         STAILQ_REMOVE_HEAD(&rl->preps, next);
