@@ -19,6 +19,7 @@ struct sg_gw_config {
     char **allowed_origins;
     int echo_endpoint;
     long long max_message;
+    long long max_connect_frame; /* max_message and STOMP bound until CONNECTED */
     long long max_request_line, max_headers, max_header_bytes;
     long long handshake_timeout_ms, ping_interval_ms, pong_timeout_ms, close_timeout_ms;
     long long connect_timeout_ms;
@@ -28,6 +29,7 @@ struct sg_gw_config {
     char *default_login, *default_passcode;
     long long stomp_max_frame, stomp_max_headers, stomp_max_header_line, stomp_max_body;
     long long max_subscriptions;
+    long long max_tx, max_tx_bytes; /* transactions per session, bytes held per transaction */
     long long output_buffer_max;
     long long auth_cache_ms;
     long long prefetch;             /* default prefetch-count of queue subscriptions */

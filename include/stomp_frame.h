@@ -97,11 +97,13 @@ const struct sg_stomp_header *sg_stomp_header(const struct sg_stomp_frame *f, co
  * header exists and fits, 0 if absent, -1 if too long. */
 int sg_stomp_header_copy(const struct sg_stomp_frame *f, const char *key, char *out, size_t cap);
 
+/* Defaults: no stricter than RabbitMQ's web_stomp, which delivers 16 MiB
+ * bodies; the frame bound leaves 64 KiB for the command and headers. */
 struct sg_stomp_limits {
-    size_t max_frame;       /* default 1 MiB + 64 KiB */
+    size_t max_frame;       /* default 16 MiB + 64 KiB */
     size_t max_headers;     /* default 64 (<= SG_STOMP_MAX_HEADERS_CAP) */
     size_t max_header_line; /* default 8192 (bytes of one "key:value" line) */
-    size_t max_body;        /* default 1 MiB */
+    size_t max_body;        /* default 16 MiB */
 };
 
 enum sg_stomp_event_type {
@@ -142,6 +144,15 @@ struct sg_stomp_dec {
 void sg_stomp_dec_init(struct sg_stomp_dec *d, const struct sg_stomp_limits *lim);
 /* Frees the buffer; the decoder is then back at the start of a stream. */
 void sg_stomp_dec_reset(struct sg_stomp_dec *d);
+/* Replaces the bounds (lim copied, NULL or a 0 field = the default, as for
+ * sg_stomp_dec_init), e.g. the session's CONNECT-sized bounds by the full
+ * ones once it is CONNECTED. Meant for use between frames: before any
+ * input, or right after an event was returned (the returned frame's views
+ * stay valid). Raising a bound is harmless at any point; a bound lowered in
+ * the middle of a frame applies to that frame's remaining bytes (never a
+ * wrap-around), though a body whose content-length was accepted at its
+ * blank line is then only held to max_frame. */
+void sg_stomp_dec_set_limits(struct sg_stomp_dec *d, const struct sg_stomp_limits *lim);
 
 /* Decodes from in[0..len). Returns bytes consumed (>= 0) and fills *ev
  * (SG_STOMP_EV_NONE: all consumed, need more). Call again with the rest of
@@ -169,5 +180,40 @@ int sg_stomp_encode(struct sg_buf *out, int version, enum sg_stomp_cmd cmd,
  * headers). Same return codes as sg_stomp_encode; nothing appended on error. */
 int sg_stomp_encode_header(struct sg_buf *out, int version, const char *key, size_t key_len,
                            const char *value, size_t value_len);
+
+/* Deep copies of a frame, for what outlives a decoder call (transactional
+ * frames held until COMMIT, SENDs kept until the broker confirmed them,
+ * SUBSCRIBE arguments). A copy is one malloc block: the header array, each
+ * key and value followed by a NUL (so they can be used as C strings; the
+ * lengths stay authoritative should a value hold a NUL itself), then the
+ * body followed by a NUL. It references nothing outside itself. */
+struct sg_stomp_frame_copy;
+
+/* Deep copy of f (command, every header in order, body). f is borrowed for
+ * the call. *bytes (may be NULL) gets the block size (0 on failure), the
+ * amount to charge against a memory bound. Returns the copy, owned by the
+ * caller (sg_stomp_frame_copy_free), or NULL on ENOMEM. */
+struct sg_stomp_frame_copy *sg_stomp_frame_copy_new(const struct sg_stomp_frame *f, size_t *bytes);
+/* The same, keeping only the headers for which keep(h, arg) returns
+ * non-zero (called once per header, in order, with a view into f; keep NULL
+ * keeps all) and the body only if with_body (else the copy's body is "",
+ * length 0). sg_stomp_frame_copy_new(f, b) is
+ * sg_stomp_frame_copy_filter(f, NULL, NULL, 1, b). */
+struct sg_stomp_frame_copy *sg_stomp_frame_copy_filter(const struct sg_stomp_frame *f,
+                                                       int (*keep)(const struct sg_stomp_header *h,
+                                                                   void *arg),
+                                                       void *arg, int with_body, size_t *bytes);
+/* Frees a copy; NULL is a no-op. Every view of it dies with it. */
+void sg_stomp_frame_copy_free(struct sg_stomp_frame_copy *c);
+/* Fills *out (the caller's: struct sg_stomp_frame is large, e.g. keep one
+ * thread-local or heap scratch frame) with a view of the copy and returns
+ * out. The views in *out are valid while the copy lives. */
+const struct sg_stomp_frame *sg_stomp_frame_copy_view(const struct sg_stomp_frame_copy *c,
+                                                      struct sg_stomp_frame *out);
+/* Number of headers in the copy, and header i (a view into the copy, NULL
+ * when i is out of range). */
+size_t sg_stomp_frame_copy_nheaders(const struct sg_stomp_frame_copy *c);
+const struct sg_stomp_header *sg_stomp_frame_copy_header(const struct sg_stomp_frame_copy *c,
+                                                         size_t i);
 
 #endif

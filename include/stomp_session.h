@@ -8,10 +8,15 @@
  *
  * States: AWAIT_CONNECT -> (CONNECT/STOMP) AUTHENTICATING -> (auth ok)
  * CONNECTED -> CLOSED. Anything but CONNECT/STOMP first -> ERROR + close.
- * Bytes that arrive while AUTHENTICATING (a client pipelining frames behind
- * CONNECT) are held raw, at most limits.max_frame of them (more -> ERROR +
- * close 1008), and decoded with the negotiated version's rules once the
- * auth succeeds. Once CLOSED the session ignores all input and calls no op.
+ * Until CONNECTED a connection holds only what a CONNECT needs: the frame
+ * decoder is bounded by max_connect_frame (capped by limits.max_frame; a
+ * bigger frame -> ERROR "frame too big" + close 1009), and bytes that arrive
+ * while AUTHENTICATING (a client pipelining frames behind CONNECT) are held
+ * raw, at most max_connect_frame of them (more -> ERROR "too much data
+ * before CONNECTED" + close 1008), and decoded with the negotiated
+ * version's rules and the full limits once the auth succeeds. (The glue
+ * bounds WebSocket messages by max_connect_frame until CONNECTED too.) Once
+ * CLOSED the session ignores all input and calls no op.
  *
  * Version negotiation (STOMP 1.2 "Protocol Negotiation"): no accept-version
  * -> 1.0; else the highest common of {1.0,1.1,1.2} capped by the WebSocket
@@ -23,29 +28,44 @@
  * frames after CONNECT are decoded with the negotiated version's escaping
  * and trimming rules.
  *
- * Heart-beats ("Heart-beating"): client cx,cy; we offer sx = clamp(hb_send)
- * and sy = clamp(hb_recv) (0 = off). Outgoing every max(sx, cy) ms when
- * both non-zero; incoming expected every max(cx, sy) ms; a client silent for
- * that * grace (default 2.0) is sent ERROR "heart-beat timeout" and closed
- * (1008). Values from the client are clamped to [hb_min, hb_max] when
- * non-zero. CONNECTED carries heart-beat:sx,sy with sx = 0 when cy is 0 and
- * sy = 0 when cx is 0; a 1.0 client gets that header (and no version
- * header) only if its CONNECT had a heart-beat header. A malformed
- * heart-beat (anything but two decimal integers "cx,cy") -> ERROR + 1002.
+ * Heart-beats ("Heart-beating"), as RabbitMQ's STOMP plugin does: the
+ * client's values decide. CONNECT heart-beat:cx,cy is answered with
+ * CONNECTED heart-beat:sx,sy where sx = cy ? clamp(cy) : 0 and
+ * sy = cx ? clamp(cx) : 0, clamp() bounding a value to [hb_min_ms,
+ * hb_max_ms]; we then send a heart-beat (an EOL) whenever we sent nothing
+ * for sx ms, and a client silent for sy * hb_grace ms (grace default 2.0,
+ * below 1 counts as 1) is sent ERROR "heart-beat timeout" and closed
+ * (1008). So a client asking for 1000 gets 1000, not our preference; the
+ * clamp means one asking for less than hb_min_ms is served every hb_min_ms,
+ * and one that can only send every more than hb_max_ms is still expected
+ * every hb_max_ms (hb_max_ms bounds how long a silent peer lives).
+ * hb_send_ms/hb_recv_ms matter only when CONNECT has no heart-beat header
+ * at all: that means 0,0 (no heart-beats either way, the spec's default),
+ * nothing is sent or enforced, and CONNECTED states our offer as
+ * heart-beat:clamp(hb_send_ms),clamp(hb_recv_ms) (0 stays 0), which is
+ * informational. A 1.0 client gets a heart-beat header (and never a
+ * version header) only if its CONNECT had one. A malformed heart-beat
+ * (anything but two decimal integers "cx,cy") -> ERROR + 1002.
  *
  * Transactions (BEGIN/COMMIT/ABORT) live in the session: a SEND, ACK or
  * NACK with a transaction header is copied and held (bounded by max_tx and
  * max_tx_bytes) and replayed to ops->relay in order on COMMIT; ABORT or the
  * end of the session discards it. Unknown or duplicate transaction ids ->
  * ERROR. A held frame's own receipt is answered when it is held; the copy
- * replayed on COMMIT has no transaction or receipt header, and the COMMIT's
- * receipt is the receipt of the last replayed action (the others have
- * none), so an in-order relay answers it once all of them are done; an
- * empty COMMIT answers at once. The session also tracks subscription ids:
- * a duplicate id, an UNSUBSCRIBE of an unknown id, or more than
- * max_subscriptions -> ERROR; except that an UNSUBSCRIBE whose id starts
- * with "/temp-queue/" goes to the relay, which owns temp queues. SUBSCRIBE without id: an error from 1.1 on;
- * in 1.0 the destination is the id, and UNSUBSCRIBE may name the
+ * replayed on COMMIT has no transaction or receipt header. Every replayed
+ * action has in_commit = 1 and commit_receipt = the COMMIT's receipt header
+ * (NULL without one), so a relay can treat the COMMIT as a unit (e.g.
+ * require a publisher confirm for each replayed SEND and fail the COMMIT
+ * with receipt-id commit_receipt when one is unroutable or nacked). The
+ * COMMIT's receipt is also the `receipt` of the last replayed action (the
+ * others have none), so an in-order relay that ignores in_commit answers it
+ * once all of them are done; an empty COMMIT answers at once, without any
+ * action. A replayed action that fails stops the replay (the session has
+ * closed). The session also tracks subscription ids: a duplicate id, an
+ * UNSUBSCRIBE of an unknown id, or more than max_subscriptions -> ERROR;
+ * except that an UNSUBSCRIBE whose id starts with "/temp-queue/" goes to
+ * the relay, which owns temp queues. SUBSCRIBE without id: an error from
+ * 1.1 on; in 1.0 the destination is the id, and UNSUBSCRIBE may name the
  * destination instead of the id. ACK/NACK: the id is the "id" header in
  * 1.2 and "message-id" in 1.0/1.1; NACK in 1.0 -> ERROR.
  *
@@ -100,9 +120,9 @@ struct sg_action {
     const char *sub_id;                 /* SUBSCRIBE, UNSUBSCRIBE (1.0 may use destination as id) */
     enum sg_ack_mode ack_mode;          /* SUBSCRIBE */
     const char *ack_id;                 /* ACK, NACK: the id/message-id header per version */
-    const char *receipt;                /* receipt header or NULL */
-    int in_commit;                      /* replayed by a COMMIT: the relay must confirm it */
-    const char *commit_receipt; /* that COMMIT's receipt (NULL if none), on every replayed action */
+    const char *receipt;                /* receipt header or NULL (COMMIT: see above) */
+    int in_commit;                      /* 1 for every action replayed by a COMMIT, else 0 */
+    const char *commit_receipt;         /* in_commit: the COMMIT's receipt header or NULL */
 };
 
 struct sg_stomp_session_ops {
@@ -130,10 +150,12 @@ struct sg_stomp_session_ops {
 };
 
 struct sg_stomp_session_config {
-    const char *server_name;     /* "stompgate/0.1.0" */
-    unsigned hb_send_ms;         /* what we offer to send (default 10000) */
-    unsigned hb_recv_ms;         /* what we ask to receive (default 10000) */
-    unsigned hb_min_ms;          /* default 1000 */
+    const char *server_name; /* "stompgate/0.1.0" */
+    /* stated in CONNECTED only when CONNECT had no heart-beat header
+     * (informational, see above; default 10000 each) */
+    unsigned hb_send_ms;
+    unsigned hb_recv_ms;
+    unsigned hb_min_ms;          /* clamp of non-zero client values, default 1000 */
     unsigned hb_max_ms;          /* default 120000 */
     double hb_grace;             /* default 2.0 */
     unsigned connect_timeout_ms; /* CONNECT deadline after the upgrade, default 10000 */
@@ -143,7 +165,10 @@ struct sg_stomp_session_config {
     unsigned max_subscriptions; /* per session, default 256 */
     unsigned max_tx;            /* open transactions, default 16 */
     size_t max_tx_bytes;        /* buffered bytes per transaction, default 4 MiB */
-    struct sg_stomp_limits limits;
+    /* bound until CONNECTED on the frame decoded and the bytes held while
+     * authenticating; default (and 0 =) 64 KiB, capped by limits.max_frame */
+    size_t max_connect_frame;
+    struct sg_stomp_limits limits; /* from CONNECTED on; defaults as stomp_frame.h */
 };
 
 void sg_stomp_session_config_defaults(struct sg_stomp_session_config *c);

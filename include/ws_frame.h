@@ -118,6 +118,12 @@ struct sg_ws_dec {
 
 /* lim is copied; NULL means the defaults (1 MiB, no RSV1). */
 void sg_ws_dec_init(struct sg_ws_dec *d, const struct sg_ws_limits *lim);
+/* Changes lim.max_message (0 = the default) at any point of the stream,
+ * e.g. raised once the STOMP session above is CONNECTED. The bound is
+ * checked at each data frame's header, so it applies from the next frame
+ * header on, counting what the open message already delivered: if that is
+ * already over a lowered bound, the message's next frame fails with 1009. */
+void sg_ws_dec_set_max_message(struct sg_ws_dec *d, uint64_t max_message);
 
 /* Decodes from in[0..len) and returns at most one event per call in *ev.
  * Returns the number of bytes consumed (n >= 0), with these guarantees:

@@ -31,8 +31,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define READ_HWM (1024 * 1024 + 65536) /* bound on unprocessed input */
-#define OUT_HWM (256 * 1024)           /* stop reading a peer we cannot write to */
+#define READ_HWM_SLACK 65536 /* bound on unprocessed input: max_message + this */
+#define OUT_HWM (256 * 1024) /* stop reading a peer we cannot write to */
 #define LINGER_MS 2000
 
 enum cstate {
@@ -455,6 +455,9 @@ void sg_conn_auth_done(struct sg_auth_req *r)
                         sg_stomp_session_version(c->sess) % 10, sg_stomp_session_id(c->sess),
                         r->login);
             snprintf(c->id, sizeof c->id, "%s", sg_stomp_session_id(c->sess));
+            /* CONNECTED: WebSocket messages up to max_message from now on
+             * (before the CONNECTED frame is flushed on leave) */
+            sg_ws_dec_set_max_message(&c->dec, c->s->ws_lim.max_message);
         }
     }
     leave(c);
@@ -480,7 +483,12 @@ static void do_upgrade(struct sg_conn *c, const struct sg_ws_hs_result *res, siz
     c->ws_counted = 1;
     atomic_fetch_add_explicit(&c->s->m.ws_open, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->s->m.ws_upgrades, 1, memory_order_relaxed);
-    sg_ws_dec_init(&c->dec, &c->s->ws_lim);
+    /* until the STOMP session is CONNECTED a message holds at most a
+     * CONNECT (max_connect_frame); sg_conn_auth_done raises the bound */
+    struct sg_ws_limits lim = c->s->ws_lim;
+    if (!res->echo && (uint64_t)c->s->cfg->max_connect_frame < lim.max_message)
+        lim.max_message = (uint64_t)c->s->cfg->max_connect_frame;
+    sg_ws_dec_init(&c->dec, &lim);
     c->echo = res->echo;
     if (c->echo) {
         c->echo_buf = evbuffer_new();
@@ -754,7 +762,7 @@ void sg_conn_accept(struct sg_worker *w, int fd, const struct sockaddr *sa, int 
     if (w->conns) w->conns->prev = c;
     w->conns = c;
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, READ_HWM);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, (size_t)s->cfg->max_message + READ_HWM_SLACK);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     c->dl_hs = sg_now_ms() + (uint64_t)s->cfg->handshake_timeout_ms;
     sg_log_sess(SG_LOG_DEBUG, c->id, "accepted %s%s from %s", tls ? "TLS " : "",

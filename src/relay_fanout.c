@@ -3,8 +3,9 @@
  * auto-delete queue and one no-ack consumer. A delivery is encoded once
  * per STOMP version (msg_encode.h) and every subscriber's output
  * references that encoding. Slow-consumer policy: a subscriber whose
- * output buffer is over output_buffer_max after a delivery is sent ERROR
- * "slow consumer" and closed with 1008; the others are not slowed. */
+ * output buffer already held more than output_buffer_max when a delivery
+ * arrived is sent ERROR "slow consumer" and closed with 1008 (so a session
+ * holds at most the bound plus one message); the others are not slowed. */
 #include "relay_int.h"
 #include "error.h"
 #include "gw_config.h"
@@ -177,8 +178,11 @@ static void on_delivery(struct sg_link_chan *ch, void *owner, const struct sg_li
         struct sg_buf *hb = &r->head;
         sg_buf_clear(hb);
         if (sg_msg_encode_head(hb, v, s->id, NULL) != SG_OK) continue;
+        /* slow: already more than the bound behind before this message (a
+         * single message larger than the bound is not a slow consumer) */
+        size_t before = rs->ops->outlen(c);
         rs->ops->write(c, hb->data, hb->len, sh[vi], text[vi] && sg_utf8_valid(hb->data, hb->len));
-        if (rs->ops->outlen(c) > max) sg_victims_add(&slow, rs);
+        if (before > max) sg_victims_add(&slow, rs);
     }
     for (int i = 0; i < 3; i++)
         if (sh[i]) evbuffer_free(sh[i]);

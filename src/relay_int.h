@@ -9,7 +9,7 @@
 
 #include "amqp_link.h"
 #include "buf.h"
-#include "frame_copy_tmp.h"
+#include "stomp_frame.h"
 #include "rcpt_queue.h"
 #include "relay.h"
 #include "route.h"

@@ -293,6 +293,9 @@ static void build_session_config(struct sg_server *s)
     sc->default_login = c->default_login[0] ? c->default_login : NULL;
     sc->default_passcode = c->default_passcode;
     sc->max_subscriptions = (unsigned)c->max_subscriptions;
+    sc->max_tx = (unsigned)c->max_tx;
+    sc->max_tx_bytes = (size_t)c->max_tx_bytes;
+    sc->max_connect_frame = (size_t)c->max_connect_frame;
     sc->limits.max_frame = (size_t)c->stomp_max_frame;
     sc->limits.max_headers = (size_t)c->stomp_max_headers;
     sc->limits.max_header_line = (size_t)c->stomp_max_header_line;

@@ -10,6 +10,7 @@
 #include "stomp_frame.h"
 #include "error.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,9 @@ enum {
 #define SG_STOMP_CMD_MAX 11
 /* After a frame, a buffer bigger than this is freed rather than kept. */
 #define SG_STOMP_KEEP_CAP (64 * 1024)
+/* The defaults of struct sg_stomp_limits (stomp_frame.h) */
+#define SG_STOMP_DEFAULT_MAX_BODY ((size_t)16 << 20)
+#define SG_STOMP_DEFAULT_MAX_FRAME (SG_STOMP_DEFAULT_MAX_BODY + ((size_t)64 << 10))
 
 static const char *const sg_cmd_names[] = {
     [SG_STOMP_CONNECT] = "CONNECT",
@@ -104,23 +108,35 @@ static void sg_dec_clear_frame(struct sg_stomp_dec *d)
     d->cr = 0;
 }
 
-void sg_stomp_dec_init(struct sg_stomp_dec *d, const struct sg_stomp_limits *lim)
+static void sg_dec_apply_limits(struct sg_stomp_dec *d, const struct sg_stomp_limits *lim)
 {
-    memset(d, 0, sizeof *d);
-    if (lim) d->lim = *lim;
+    static const struct sg_stomp_limits none;
+    d->lim = lim ? *lim : none;
     /* 0 = default (a bound of zero is never what a config means) */
-    if (!d->lim.max_frame) d->lim.max_frame = 1024 * 1024 + 64 * 1024;
+    if (!d->lim.max_frame) d->lim.max_frame = SG_STOMP_DEFAULT_MAX_FRAME;
     if (!d->lim.max_headers) d->lim.max_headers = 64;
     if (d->lim.max_headers > SG_STOMP_MAX_HEADERS_CAP)
         d->lim.max_headers = SG_STOMP_MAX_HEADERS_CAP;
     if (!d->lim.max_header_line) d->lim.max_header_line = 8192;
-    if (!d->lim.max_body) d->lim.max_body = 1024 * 1024;
+    if (!d->lim.max_body) d->lim.max_body = SG_STOMP_DEFAULT_MAX_BODY;
+    d->buf.max = d->lim.max_frame;
+}
+
+void sg_stomp_dec_init(struct sg_stomp_dec *d, const struct sg_stomp_limits *lim)
+{
+    memset(d, 0, sizeof *d);
     d->version = 12;
     d->trim = 0;
     d->state = SG_ST_IDLE;
-    sg_buf_init(&d->buf, d->lim.max_frame);
+    sg_buf_init(&d->buf, 0);
+    sg_dec_apply_limits(d, lim);
     sg_dec_clear_frame(d);
     d->error = NULL;
+}
+
+void sg_stomp_dec_set_limits(struct sg_stomp_dec *d, const struct sg_stomp_limits *lim)
+{
+    sg_dec_apply_limits(d, lim);
 }
 
 void sg_stomp_dec_reset(struct sg_stomp_dec *d)
@@ -377,8 +393,10 @@ static ssize_t sg_dec_body_nul(struct sg_stomp_dec *d, const uint8_t *p, size_t 
     const uint8_t *z = memchr(p, 0, n);
     size_t chunk = z ? (size_t)(z - p) : n;
     size_t body_len = d->buf.len - d->head_end;
-    size_t room_body = d->lim.max_body - body_len;
-    size_t room_frame = d->lim.max_frame - 1 - d->buf.len; /* keep one byte for the NUL */
+    /* (bounds lowered mid-frame by sg_stomp_dec_set_limits leave no room) */
+    size_t room_body = body_len < d->lim.max_body ? d->lim.max_body - body_len : 0;
+    /* keep one byte for the NUL */
+    size_t room_frame = d->buf.len < d->lim.max_frame ? d->lim.max_frame - 1 - d->buf.len : 0;
     if (chunk > room_body || chunk > room_frame) {
         /* whichever bound the byte stream crosses first */
         if (room_body <= room_frame) return sg_dec_fail(d, SG_ETOOBIG, "body too big");
@@ -598,4 +616,110 @@ int sg_stomp_encode(struct sg_buf *out, int version, enum sg_stomp_cmd cmd,
 out:
     if (rc != SG_OK) out->len = mark;
     return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* frame copies */
+
+struct sg_stomp_frame_copy {
+    enum sg_stomp_cmd cmd;
+    size_t num_headers;
+    const uint8_t *body; /* inside the block, followed by a NUL */
+    size_t body_len;
+    struct sg_stomp_header headers[]; /* then the strings, then the body */
+};
+
+/* a + b into *sum; 0 on overflow (sizes come from views of real memory, so
+ * this never fires in practice, but a wrapped size would be a heap overflow) */
+static int sg_size_add(size_t *sum, size_t a, size_t b)
+{
+    if (a > SIZE_MAX - b) return 0;
+    *sum = a + b;
+    return 1;
+}
+
+static char *sg_copy_str(char *p, const char *s, size_t n)
+{
+    if (n) memcpy(p, s, n);
+    p[n] = '\0';
+    return p + n + 1;
+}
+
+struct sg_stomp_frame_copy *sg_stomp_frame_copy_filter(const struct sg_stomp_frame *f,
+                                                       int (*keep)(const struct sg_stomp_header *h,
+                                                                   void *arg),
+                                                       void *arg, int with_body, size_t *bytes)
+{
+    /* the header array of struct sg_stomp_frame cannot hold more */
+    assert(f->num_headers <= SG_STOMP_MAX_HEADERS_CAP);
+    unsigned char kept[SG_STOMP_MAX_HEADERS_CAP];
+    size_t nh = 0, size = sizeof(struct sg_stomp_frame_copy);
+    size_t body_len = with_body ? f->body_len : 0;
+    struct sg_stomp_frame_copy *c = NULL;
+    if (bytes) *bytes = 0;
+    for (size_t i = 0; i < f->num_headers; i++) {
+        const struct sg_stomp_header *h = &f->headers[i];
+        kept[i] = !keep || keep(h, arg);
+        if (!kept[i]) continue;
+        nh++;
+        if (!sg_size_add(&size, size, sizeof(struct sg_stomp_header)) ||
+            !sg_size_add(&size, size, h->key_len) || !sg_size_add(&size, size, h->value_len) ||
+            !sg_size_add(&size, size, 2))
+            return NULL;
+    }
+    if (!sg_size_add(&size, size, body_len) || !sg_size_add(&size, size, 1)) return NULL;
+    c = malloc(size);
+    if (!c) return NULL;
+    c->cmd = f->cmd;
+    c->num_headers = nh;
+    char *p = (char *)&c->headers[nh];
+    size_t k = 0;
+    for (size_t i = 0; i < f->num_headers; i++) {
+        if (!kept[i]) continue;
+        const struct sg_stomp_header *h = &f->headers[i];
+        struct sg_stomp_header *o = &c->headers[k++];
+        o->key = p;
+        o->key_len = h->key_len;
+        p = sg_copy_str(p, h->key, h->key_len);
+        o->value = p;
+        o->value_len = h->value_len;
+        p = sg_copy_str(p, h->value, h->value_len);
+    }
+    c->body = (const uint8_t *)p;
+    c->body_len = body_len;
+    sg_copy_str(p, (const char *)f->body, body_len);
+    if (bytes) *bytes = size;
+    return c;
+}
+
+struct sg_stomp_frame_copy *sg_stomp_frame_copy_new(const struct sg_stomp_frame *f, size_t *bytes)
+{
+    return sg_stomp_frame_copy_filter(f, NULL, NULL, 1, bytes);
+}
+
+void sg_stomp_frame_copy_free(struct sg_stomp_frame_copy *c)
+{
+    free(c);
+}
+
+const struct sg_stomp_frame *sg_stomp_frame_copy_view(const struct sg_stomp_frame_copy *c,
+                                                      struct sg_stomp_frame *out)
+{
+    out->cmd = c->cmd;
+    out->num_headers = c->num_headers;
+    if (c->num_headers) memcpy(out->headers, c->headers, c->num_headers * sizeof c->headers[0]);
+    out->body = c->body;
+    out->body_len = c->body_len;
+    return out;
+}
+
+size_t sg_stomp_frame_copy_nheaders(const struct sg_stomp_frame_copy *c)
+{
+    return c->num_headers;
+}
+
+const struct sg_stomp_header *sg_stomp_frame_copy_header(const struct sg_stomp_frame_copy *c,
+                                                         size_t i)
+{
+    return i < c->num_headers ? &c->headers[i] : NULL;
 }

@@ -45,22 +45,17 @@
 #define WS_REASON_MAX 123 /* RFC 6455 5.5: control payload <= 125, 2 for the code */
 #define ERR_MESSAGE_MAX 512
 
-/* A held transactional frame: one allocation holding the header array, the
- * NUL-terminated keys and values and the body. */
-struct sg_txf {
-    struct sg_txf *next;
-    enum sg_stomp_cmd cmd;
-    size_t size; /* bytes charged to the transaction */
-    size_t num_headers;
-    const uint8_t *body;
-    size_t body_len;
-    struct sg_stomp_header hdr[];
-};
+/* Until CONNECTED: the bound on the frame decoded and the bytes held
+ * (config max_connect_frame 0 = this). */
+#define CONNECT_FRAME_DEFAULT ((size_t)64 << 10)
 
+/* An open transaction: its held frames in order, each one deep copy (a
+ * single allocation: header array, NUL-terminated keys and values, body). */
 struct sg_tx {
     char *id;
-    struct sg_txf *head, *tail;
-    size_t bytes;
+    struct sg_stomp_frame_copy **fr;
+    size_t n, cap;
+    size_t bytes; /* charged against max_tx_bytes: the copies and their slots */
 };
 
 struct sg_sub {
@@ -276,10 +271,13 @@ void sg_stomp_session_config_defaults(struct sg_stomp_session_config *c)
     c->max_subscriptions = 256;
     c->max_tx = 16;
     c->max_tx_bytes = 4u << 20;
-    c->limits.max_frame = (1u << 20) + (64u << 10);
+    c->max_connect_frame = CONNECT_FRAME_DEFAULT;
+    /* as the decoder's defaults (stomp_frame.h): RabbitMQ's web_stomp
+     * delivers 16 MiB bodies, 64 KiB more for the headers */
+    c->limits.max_frame = (16u << 20) + (64u << 10);
     c->limits.max_headers = 64;
     c->limits.max_header_line = 8192;
-    c->limits.max_body = 1u << 20;
+    c->limits.max_body = 16u << 20;
 }
 
 /* ------------------------------------------------------------- lifecycle */
@@ -304,26 +302,29 @@ struct sg_stomp_session *sg_stomp_session_new(const struct sg_stomp_session_conf
     uuid_generate_random(u);
     uuid_unparse_lower(u, s->id);
     /* CONNECT has no escaping and 1.1+ forbids trimming: decode it raw and
-     * trim 1.0 values ourselves once the version is known. */
+     * trim 1.0 values ourselves once the version is known. Until CONNECTED
+     * the decoder holds at most a CONNECT's worth (the full limits follow
+     * in sg_stomp_session_auth_result), and so do the held bytes. */
     sg_stomp_dec_init(&s->dec, &cfg->limits);
+    size_t pre = cfg->max_connect_frame ? cfg->max_connect_frame : CONNECT_FRAME_DEFAULT;
+    if (pre < s->dec.lim.max_frame) {
+        struct sg_stomp_limits lim = s->dec.lim;
+        lim.max_frame = pre;
+        sg_stomp_dec_set_limits(&s->dec, &lim);
+    }
     s->dec.trim = 0;
     sg_buf_init(&s->out, 0); /* bounded by what we put in: decoder-bounded values */
-    sg_buf_init(&s->pending, s->dec.lim.max_frame); /* the decoder's, 0 -> default */
+    sg_buf_init(&s->pending, s->dec.lim.max_frame);
     return s;
 }
 
 static void tx_free(struct sg_tx *t)
 {
-    struct sg_txf *f = t->head;
-    while (f) {
-        struct sg_txf *next = f->next;
-        free(f);
-        f = next;
-    }
+    for (size_t i = 0; i < t->n; i++)
+        sg_stomp_frame_copy_free(t->fr[i]);
+    free(t->fr);
     free(t->id);
-    t->id = NULL;
-    t->head = t->tail = NULL;
-    t->bytes = 0;
+    memset(t, 0, sizeof *t);
 }
 
 void sg_stomp_session_free(struct sg_stomp_session *s)
@@ -472,14 +473,19 @@ static void on_connect(struct sg_stomp_session *s, const struct sg_stomp_frame *
                     "The heart-beat header must be two integers: cx,cy", WS_PROTOCOL, SG_ESTOMP);
         return;
     }
-    cx = clamp_hb(s->cfg, cx);
-    cy = clamp_hb(s->cfg, cy);
-    unsigned sx = clamp_hb(s->cfg, s->cfg->hb_send_ms);
-    unsigned sy = clamp_hb(s->cfg, s->cfg->hb_recv_ms);
-    s->hb_out = (sx && cy) ? (sx > cy ? sx : cy) : 0;
-    s->hb_in = (cx && sy) ? (cx > sy ? cx : sy) : 0;
-    s->hb_hdr_sx = cy ? sx : 0;
-    s->hb_hdr_sy = cx ? sy : 0;
+    if (client_hb) {
+        /* The client's values decide (as RabbitMQ's STOMP plugin): we send
+         * as often as it wants to receive and expect what it can send,
+         * both clamped to [hb_min, hb_max]; 0 stays 0 (off). */
+        s->hb_hdr_sx = s->hb_out = clamp_hb(s->cfg, cy);
+        s->hb_hdr_sy = s->hb_in = clamp_hb(s->cfg, cx);
+    } else {
+        /* No header is 0,0 (section "Heart-beating"): nothing either way.
+         * CONNECTED states our configured offer, for information only. */
+        s->hb_out = s->hb_in = 0;
+        s->hb_hdr_sx = clamp_hb(s->cfg, s->cfg->hb_send_ms);
+        s->hb_hdr_sy = clamp_hb(s->cfg, s->cfg->hb_recv_ms);
+    }
     s->hb_hdr = version > 10 || client_hb;
 
     if (connect_header(f, "host", trim, &v, &n) && n)
@@ -578,51 +584,13 @@ static void tx_remove(struct sg_stomp_session *s, struct sg_tx *t)
     s->ntx--;
 }
 
-/* Copies f minus its transaction and receipt headers (the session has dealt
- * with both) into one allocation. Returns NULL on ENOMEM. */
-static struct sg_txf *txf_copy(const struct sg_stomp_frame *f)
+/* What a held frame keeps: not its transaction and receipt headers (the
+ * session has dealt with both). */
+static int tx_keep_header(const struct sg_stomp_header *h, void *arg)
 {
-    size_t nh = 0, bytes = 0;
-    for (size_t i = 0; i < f->num_headers; i++) {
-        const struct sg_stomp_header *h = &f->headers[i];
-        if ((h->key_len == 11 && memcmp(h->key, "transaction", 11) == 0) ||
-            (h->key_len == 7 && memcmp(h->key, "receipt", 7) == 0))
-            continue;
-        nh++;
-        bytes += h->key_len + 1 + h->value_len + 1;
-    }
-    size_t size =
-        sizeof(struct sg_txf) + nh * sizeof(struct sg_stomp_header) + bytes + f->body_len + 1;
-    struct sg_txf *t = malloc(size);
-    if (!t) return NULL;
-    t->next = NULL;
-    t->cmd = f->cmd;
-    t->size = size;
-    t->num_headers = nh;
-    char *p = (char *)&t->hdr[nh];
-    size_t k = 0;
-    for (size_t i = 0; i < f->num_headers; i++) {
-        const struct sg_stomp_header *h = &f->headers[i];
-        if ((h->key_len == 11 && memcmp(h->key, "transaction", 11) == 0) ||
-            (h->key_len == 7 && memcmp(h->key, "receipt", 7) == 0))
-            continue;
-        t->hdr[k].key = p;
-        t->hdr[k].key_len = h->key_len;
-        if (h->key_len) memcpy(p, h->key, h->key_len);
-        p += h->key_len;
-        *p++ = '\0';
-        t->hdr[k].value = p;
-        t->hdr[k].value_len = h->value_len;
-        if (h->value_len) memcpy(p, h->value, h->value_len);
-        p += h->value_len;
-        *p++ = '\0';
-        k++;
-    }
-    t->body = (const uint8_t *)p;
-    t->body_len = f->body_len;
-    if (f->body_len) memcpy(p, f->body, f->body_len);
-    p[f->body_len] = '\0';
-    return t;
+    (void)arg;
+    return !((h->key_len == 11 && memcmp(h->key, "transaction", 11) == 0) ||
+             (h->key_len == 7 && memcmp(h->key, "receipt", 7) == 0));
 }
 
 /* Holds a SEND/ACK/NACK for transaction `txid`, then answers its receipt:
@@ -635,37 +603,47 @@ static void tx_hold(struct sg_stomp_session *s, const struct sg_stomp_frame *f, 
         error_close(s, "unknown transaction", receipt, NULL, WS_NORMAL, SG_ESTATE);
         return;
     }
-    struct sg_txf *c = txf_copy(f);
+    size_t size;
+    struct sg_stomp_frame_copy *c = sg_stomp_frame_copy_filter(f, tx_keep_header, NULL, 1, &size);
     if (!c) {
         do_close(s, WS_INTERNAL, "internal error", SG_ENOMEM);
         return;
     }
-    if (c->size > s->cfg->max_tx_bytes || t->bytes > s->cfg->max_tx_bytes - c->size) {
-        free(c);
+    size += sizeof *t->fr; /* its slot in the list */
+    if (size > s->cfg->max_tx_bytes || t->bytes > s->cfg->max_tx_bytes - size) {
+        sg_stomp_frame_copy_free(c);
         error_close(s, "transaction too large", receipt, NULL, WS_TOOBIG, SG_ETOOBIG);
         return;
     }
-    t->bytes += c->size;
-    if (t->tail)
-        t->tail->next = c;
-    else
-        t->head = c;
-    t->tail = c;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 4;
+        struct sg_stomp_frame_copy **p = realloc(t->fr, cap * sizeof *p);
+        if (!p) {
+            sg_stomp_frame_copy_free(c);
+            do_close(s, WS_INTERNAL, "internal error", SG_ENOMEM);
+            return;
+        }
+        t->fr = p;
+        t->cap = cap;
+    }
+    t->fr[t->n++] = c;
+    t->bytes += size;
     send_receipt(s, receipt);
 }
 
 static void action_for(struct sg_stomp_session *s, const struct sg_stomp_frame *f,
                        struct sg_action *act);
 
-/* COMMIT: replays the held frames in order. The COMMIT's receipt rides on
- * the last replayed action (earlier ones carry none), so with an in-order
- * relay the RECEIPT means every action completed; an empty transaction
- * answers at once. */
+/* COMMIT: replays the held frames in order, each action marked in_commit
+ * with the COMMIT's receipt as commit_receipt (the relay may answer the
+ * COMMIT as a unit). The receipt also rides on the last replayed action
+ * (earlier ones carry none), so with an in-order relay the RECEIPT means
+ * every action completed; an empty transaction answers at once. */
 static void tx_commit(struct sg_stomp_session *s, struct sg_tx *t, const char *receipt)
 {
     struct sg_tx tx = *t;
     tx_remove(s, t);
-    if (!tx.head) {
+    if (!tx.n) {
         send_receipt(s, receipt);
         goto out;
     }
@@ -674,16 +652,13 @@ static void tx_commit(struct sg_stomp_session *s, struct sg_tx *t, const char *r
         do_close(s, WS_INTERNAL, "internal error", SG_ENOMEM);
         goto out;
     }
-    for (struct sg_txf *c = tx.head; c && s->state == SG_SESS_CONNECTED; c = c->next) {
-        struct sg_stomp_frame *fr = s->scratch;
-        fr->cmd = c->cmd;
-        fr->num_headers = c->num_headers;
-        memcpy(fr->headers, c->hdr, c->num_headers * sizeof c->hdr[0]);
-        fr->body = c->body;
-        fr->body_len = c->body_len;
+    for (size_t i = 0; i < tx.n && s->state == SG_SESS_CONNECTED; i++) {
+        const struct sg_stomp_frame *fr = sg_stomp_frame_copy_view(tx.fr[i], s->scratch);
         struct sg_action act;
         action_for(s, fr, &act);
-        act.receipt = c->next ? NULL : receipt;
+        act.receipt = i + 1 == tx.n ? receipt : NULL;
+        act.in_commit = 1;
+        act.commit_receipt = receipt;
         run_action(s, &act);
     }
 out:
@@ -910,7 +885,7 @@ static void on_tx(struct sg_stomp_session *s, const struct sg_stomp_frame *f, st
             s->txs = p;
             s->txs_cap = cap;
         }
-        struct sg_tx nt = {c->tx, NULL, NULL, 0};
+        struct sg_tx nt = {.id = c->tx};
         c->tx = NULL; /* owned by the table now */
         s->txs[s->ntx++] = nt;
         send_receipt(s, c->receipt);
@@ -995,8 +970,8 @@ static void decode_error(struct sg_stomp_session *s, int err)
 }
 
 /* Decodes and handles as much of p as the state allows; what arrives while
- * the broker checks the credentials is held raw (bounded by max_frame) and
- * fed again after a successful auth_result. */
+ * the broker checks the credentials is held raw (bounded by
+ * max_connect_frame) and fed again after a successful auth_result. */
 static void feed(struct sg_stomp_session *s, const uint8_t *p, size_t len)
 {
     while (len > 0 && s->state != SG_SESS_CLOSED) {
@@ -1047,6 +1022,9 @@ void sg_stomp_session_auth_result(struct sg_stomp_session *s, int ok, uint64_t n
     s->state = SG_SESS_CONNECTED;
     s->authed = 1;
     s->connect_deadline = UINT64_MAX;
+    /* from now on the full bounds; the decoder is between frames (it just
+     * returned the CONNECT), so this only raises them */
+    sg_stomp_dec_set_limits(&s->dec, &s->cfg->limits);
     s->last_rx = s->now; /* the incoming heart-beat clock starts now */
     send_connected(s);
     if (s->pending.len && s->state == SG_SESS_CONNECTED) {

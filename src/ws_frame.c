@@ -228,6 +228,11 @@ void sg_ws_dec_init(struct sg_ws_dec *d, const struct sg_ws_limits *lim)
     sg_ws_end_message(d);
 }
 
+void sg_ws_dec_set_max_message(struct sg_ws_dec *d, uint64_t max_message)
+{
+    d->lim.max_message = max_message ? max_message : SG_WS_DEFAULT_MAX_MESSAGE;
+}
+
 /* Byte 0: FIN, RSV1-3, opcode. */
 static int sg_ws_header_byte0(struct sg_ws_dec *d, uint8_t b)
 {
@@ -264,12 +269,14 @@ static int sg_ws_header_byte0(struct sg_ws_dec *d, uint8_t b)
 }
 
 /* Once the payload length is known: 1009 before any payload (wslay's
- * max_recv_msg_length). msg_len <= max_message always holds, so the
- * subtraction cannot wrap. */
+ * max_recv_msg_length). msg_len can exceed max_message only after
+ * sg_ws_dec_set_max_message lowered it; the first test keeps the
+ * subtraction from wrapping. */
 static int sg_ws_header_length(struct sg_ws_dec *d, uint64_t len)
 {
     d->remaining = len;
-    if (!sg_ws_is_control(d->opcode) && len > d->lim.max_message - d->msg_len)
+    if (!sg_ws_is_control(d->opcode) &&
+        (d->msg_len > d->lim.max_message || len > d->lim.max_message - d->msg_len))
         return sg_ws_fail(d, SG_WS_CLOSE_TOO_BIG, "message too big");
     return 0;
 }

@@ -47,7 +47,7 @@ _SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtim
 
 #: close_timeout_ms of the main daemons (a test checks the server closes TCP in time)
 CLOSE_TIMEOUT_MS = 1000
-#: max_message of the main daemons (the config default, spelled out)
+#: max_message of the main daemons (set explicitly: the config default is 16 MiB + 64 KiB)
 MAX_MESSAGE = 1 << 20
 
 

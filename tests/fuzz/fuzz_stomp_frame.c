@@ -7,7 +7,10 @@
  *    (frames, heart-beats, error code and message);
  *  - every decoded frame re-encodes (or the encoder rightly refuses a value
  *    ending in CR where it cannot be escaped) and decodes back to itself,
- *    also with add_content_length.
+ *    also with add_content_length;
+ *  - every decoded frame deep-copies (whole, and filtered without its body)
+ *    into a copy whose view holds the same, NUL-terminated, and which
+ *    survives the decoder's next call.
  * Plain C: also linked with replay_main.c under gcc.
  */
 #include <stdint.h>
@@ -175,6 +178,51 @@ out:
     sg_buf_reset(&out);
 }
 
+static int fz_keep_odd(const struct sg_stomp_header *h, void *arg)
+{
+    (*(size_t *)arg)++;
+    return (int)(h->key_len & 1);
+}
+
+static void fz_same_copy(const struct sg_stomp_frame *f, const struct sg_stomp_frame_copy *c,
+                         int filtered)
+{
+    static struct sg_stomp_frame view; /* large: not on the stack */
+    SG_FZ_CHECK(sg_stomp_frame_copy_view(c, &view) == &view);
+    SG_FZ_CHECK(view.cmd == f->cmd);
+    SG_FZ_CHECK(view.num_headers == sg_stomp_frame_copy_nheaders(c));
+    size_t k = 0;
+    for (size_t i = 0; i < f->num_headers; i++) {
+        if (filtered && !(f->headers[i].key_len & 1)) continue;
+        const struct sg_stomp_header *h = sg_stomp_frame_copy_header(c, k);
+        SG_FZ_CHECK(h && fz_same_header(h, &f->headers[i]) && fz_same_header(h, &view.headers[k]));
+        SG_FZ_CHECK(h->key[h->key_len] == 0 && h->value[h->value_len] == 0);
+        k++;
+    }
+    SG_FZ_CHECK(k == view.num_headers && !sg_stomp_frame_copy_header(c, k));
+    SG_FZ_CHECK(view.body && view.body[view.body_len] == 0);
+    if (filtered) {
+        SG_FZ_CHECK(view.body_len == 0);
+    } else {
+        SG_FZ_CHECK(view.body_len == f->body_len);
+        SG_FZ_CHECK(f->body_len == 0 || memcmp(view.body, f->body, f->body_len) == 0);
+    }
+}
+
+/* *held (may be NULL) renders as snap did; then it is freed */
+static void fz_check_held(struct sg_stomp_frame_copy **held, const struct sg_buf *snap)
+{
+    static struct sg_stomp_frame view;
+    if (!*held) return;
+    struct sg_buf now;
+    sg_buf_init(&now, 0);
+    fz_frame(&now, sg_stomp_frame_copy_view(*held, &view));
+    SG_FZ_CHECK(now.len == snap->len && memcmp(now.data, snap->data, now.len) == 0);
+    sg_buf_reset(&now);
+    sg_stomp_frame_copy_free(*held);
+    *held = NULL;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
@@ -209,22 +257,43 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sg_buf_reset(&split);
     sg_buf_reset(&whole);
 
-    /* round trip of every frame (decoded again, whole) */
+    /* round trip and copies of every frame (decoded again, whole) */
     struct sg_stomp_dec d;
     struct sg_stomp_event ev;
+    struct sg_stomp_frame_copy *held = NULL;
+    struct sg_buf snap;
+    sg_buf_init(&snap, 0);
     fz_dec_init(&d, &c, &c.lim);
     size_t off = 0;
     while (off < len) {
         ssize_t n = sg_stomp_decode(&d, in + off, len - off, &ev);
+        fz_check_held(&held, &snap);
         if (n < 0) break;
         off += (size_t)n;
         if (ev.type == SG_STOMP_EV_NONE) break;
         if (ev.type != SG_STOMP_EV_FRAME) continue;
+        size_t bytes = 0, calls = 0, fbytes = 0;
+        struct sg_stomp_frame_copy *cp = sg_stomp_frame_copy_new(ev.frame, &bytes);
+        struct sg_stomp_frame_copy *fc =
+            sg_stomp_frame_copy_filter(ev.frame, fz_keep_odd, &calls, 0, &fbytes);
+        SG_FZ_CHECK(cp && fc && bytes >= ev.frame->body_len + 1 && fbytes > 0 && fbytes <= bytes);
+        SG_FZ_CHECK(calls == ev.frame->num_headers);
+        fz_same_copy(ev.frame, cp, 0);
+        fz_same_copy(ev.frame, fc, 1);
+        sg_stomp_frame_copy_free(fc);
         fz_round_trip(&c, ev.frame, 0);
         if (!sg_stomp_header(ev.frame, "content-length") &&
             ev.frame->num_headers < SG_STOMP_MAX_HEADERS_CAP)
             fz_round_trip(&c, ev.frame, 1);
+        /* the copy outlives the frame: rendered now and after the decoder
+         * moved on (next call or reset), it must be the same */
+        fz_check_held(&held, &snap);
+        held = cp;
+        sg_buf_clear(&snap);
+        fz_frame(&snap, ev.frame);
     }
     sg_stomp_dec_reset(&d);
+    fz_check_held(&held, &snap);
+    sg_buf_reset(&snap);
     return 0;
 }

@@ -3,7 +3,8 @@
  * Input: byte 0 = flags, byte 1 = split seed, then the client's bytes.
  *   flags & 3    WebSocket subprotocol cap: 0, 10, 11, 12
  *   flags & 4    small limits (4 subscriptions, 2 transactions, 512 tx bytes,
- *                1 KiB frames, 8 headers) so the bounds are reachable
+ *                1 KiB frames, 256 bytes until CONNECTED, 8 headers) so the
+ *                bounds (and the switch to the full ones) are reachable
  *   flags & 8    authenticate answers later (after the first chunk) instead
  *                of from inside the call
  *   flags & 16   relay returns SG_AGAIN; receipts are answered at the end
@@ -179,6 +180,12 @@ static int op_relay(void *ctx, const struct sg_action *act, const char **errmsg)
     mix_str(f, act->sub_id);
     mix_str(f, act->ack_id);
     mix_str(f, act->receipt);
+    /* a replayed action knows its COMMIT; others carry no commit receipt */
+    CHECK(act->in_commit == 0 || act->in_commit == 1);
+    if (!act->in_commit) CHECK(act->commit_receipt == NULL);
+    if (act->in_commit && act->receipt) CHECK(act->commit_receipt == act->receipt);
+    mix(f, &act->in_commit, sizeof act->in_commit);
+    mix_str(f, act->commit_receipt);
     mix(f, act->frame->body, act->frame->body_len);
     f->relay_calls++;
     if ((f->flags & 32) && f->relay_calls % 3 == 0) {
@@ -300,6 +307,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cfg.max_tx = 2;
         cfg.max_tx_bytes = 512;
         cfg.limits.max_frame = 1024;
+        cfg.max_connect_frame = 256;
         cfg.limits.max_headers = 8;
         cfg.limits.max_header_line = 128;
         cfg.limits.max_body = 256;
@@ -309,8 +317,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     uint64_t whole = run(&cfg, flags, data, size, seed, 0);
     uint64_t split = run(&cfg, flags, data, size, seed, 1);
-    /* Async auth changes when pipelined bytes are held against max_frame,
-     * so only synchronous runs must match exactly. */
+    /* Async auth changes when pipelined bytes are held against
+     * max_connect_frame, so only synchronous runs must match exactly. */
     if (!(flags & 8)) CHECK(whole == split);
     return 0;
 }

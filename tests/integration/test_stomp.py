@@ -127,8 +127,8 @@ def test_connect_deadline(gw):
 def test_heart_beats_flow_at_agreed_rate(gw, broker):
     c = StompClient(gw.ws_url)
     f = c.connect(broker.user, broker.password, heart_beat="0,500")
-    # we offered 300 ms, the client wants 500: we send every max(300, 500) ms
-    assert f["heart-beat"] == "300,0"
+    # the client wants one every 500 ms: we send every 500 ms (heartbeat_send_ms plays no part)
+    assert f["heart-beat"] == "500,0"
     t0 = time.monotonic()
     with pytest.raises(websocket.WebSocketTimeoutException):
         c.recv_msg(timeout=2.2)
@@ -155,6 +155,38 @@ def test_silent_client_is_dropped(gw, broker):
     f, code = c.expect_error_and_close(timeout=5)
     assert "heart-beat" in f["message"]
     assert time.monotonic() - t0 < scaled(3)
+
+
+def test_client_heart_beat_request_honoured(stompgate, broker):
+    """Default config (heartbeat_send_ms/recv_ms 10000): a client asking for 1000,1000 gets
+    1000,1000 (as from RabbitMQ), is sent heart-beats every second and is dropped after
+    1000 ms x grace 2 of silence."""
+    gw = stompgate()
+    c = StompClient(gw.ws_url)
+    f = c.connect(broker.user, broker.password, heart_beat="1000,1000")
+    assert f["heart-beat"] == "1000,1000"
+    t0 = time.monotonic()
+    f, code = c.expect_error_and_close(timeout=8)
+    elapsed = time.monotonic() - t0
+    assert "heart-beat" in f["message"]
+    assert code == 1008
+    assert 1.5 < elapsed < scaled(3.5), elapsed
+    assert c.heartbeats >= 1
+
+
+def test_no_heart_beat_header_means_none(gw, broker):
+    """No heart-beat header is 0,0: CONNECTED states our configured offer, and nothing is
+    sent or enforced (the gw fixture offers 300,300)."""
+    c = StompClient(gw.ws_url)
+    c.send_frame("CONNECT", {"accept-version": "1.2", "login": broker.user,
+                             "passcode": broker.password})
+    f = c.expect("CONNECTED")
+    assert f["heart-beat"] == "300,300"
+    with pytest.raises(websocket.WebSocketTimeoutException):
+        c.recv_msg(timeout=1.2)  # 4 x 300 ms: neither heart-beats nor a timeout ERROR
+    assert c.heartbeats == 0
+    c.send_frame("DISCONNECT", {"receipt": "bye"})
+    assert c.expect("RECEIPT")["receipt-id"] == "bye"
 
 
 def test_disconnect_with_receipt(gw, broker):

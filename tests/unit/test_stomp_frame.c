@@ -111,7 +111,39 @@ struct vec {
     const char *want;
 };
 
+/* when set: sg_stomp_dec_set_limits(g_set_lim) right after the first frame */
+static const struct sg_stomp_limits *g_set_lim;
+
 #define IN(s) s, sizeof(s) - 1
+
+/* Copy mode (g_copies): every frame is deep-copied when it is returned and
+ * rendered only at the end, after the decoder and every input chunk are
+ * gone; the text must be the same. */
+static int g_copies;
+#define MAX_COPIES 64
+
+/* A copy's keys, values and body are NUL-terminated, and its view renders
+ * like the frame it was made from. */
+static void t_copy(struct sg_text *t, const struct sg_stomp_frame_copy *c, size_t bytes)
+{
+    static struct sg_stomp_frame view; /* large: not on the stack */
+    size_t need = 1;
+    assert_ptr_equal(sg_stomp_frame_copy_view(c, &view), &view);
+    assert_int_equal(sg_stomp_frame_copy_nheaders(c), view.num_headers);
+    for (size_t i = 0; i < view.num_headers; i++) {
+        const struct sg_stomp_header *h = sg_stomp_frame_copy_header(c, i);
+        assert_non_null(h);
+        assert_memory_equal(h, &view.headers[i], sizeof *h);
+        assert_int_equal(h->key[h->key_len], '\0');
+        assert_int_equal(h->value[h->value_len], '\0');
+        need += sizeof *h + h->key_len + h->value_len + 2;
+    }
+    assert_null(sg_stomp_frame_copy_header(c, view.num_headers));
+    need += view.body_len;
+    assert_true(bytes >= need);
+    struct sg_stomp_event ev = {SG_STOMP_EV_FRAME, &view};
+    t_event(t, &ev); /* checks body[body_len] == 0 */
+}
 
 /* Feeds in[0..len) as chunks ending at the offsets in cuts (the last must be
  * len) and renders the event sequence. Returns 1 if an error stopped it. */
@@ -119,6 +151,9 @@ static int run_chunks(const struct vec *v, const size_t *cuts, size_t ncuts, str
 {
     struct sg_stomp_dec d;
     struct sg_stomp_event ev;
+    struct sg_stomp_frame_copy *copies[MAX_COPIES]; /* NULL: a heart-beat */
+    size_t bytes[MAX_COPIES], ncopies = 0, nframes = 0;
+    struct sg_text errt = {.n = 0}; /* copy mode: the error, rendered last */
     sg_stomp_dec_init(&d, &v->lim);
     if (v->version) d.version = v->version;
     d.trim = v->trim;
@@ -136,7 +171,7 @@ static int run_chunks(const struct vec *v, const size_t *cuts, size_t ncuts, str
         for (;;) {
             ssize_t rc = sg_stomp_decode(&d, chunk + off, n - off, &ev);
             if (rc < 0) {
-                t_error(t, &d, rc);
+                t_error(g_copies ? &errt : t, &d, rc);
                 err = 1;
                 break;
             }
@@ -146,7 +181,19 @@ static int run_chunks(const struct vec *v, const size_t *cuts, size_t ncuts, str
                 assert_int_equal(off, n); /* NONE means all consumed */
                 break;
             }
-            t_event(t, &ev);
+            if (!g_copies) {
+                t_event(t, &ev);
+            } else {
+                assert_true(ncopies < MAX_COPIES);
+                copies[ncopies] = NULL;
+                if (ev.type == SG_STOMP_EV_FRAME) {
+                    copies[ncopies] = sg_stomp_frame_copy_new(ev.frame, &bytes[ncopies]);
+                    assert_non_null(copies[ncopies]);
+                }
+                ncopies++;
+            }
+            if (ev.type == SG_STOMP_EV_FRAME && ++nframes == 1 && g_set_lim)
+                sg_stomp_dec_set_limits(&d, g_set_lim);
         }
         free(chunk);
         start = cuts[c];
@@ -157,6 +204,20 @@ static int run_chunks(const struct vec *v, const size_t *cuts, size_t ncuts, str
         assert_true(rc < 0);
     }
     sg_stomp_dec_reset(&d);
+    if (g_copies) {
+        /* scribble over the decoder's memory (its buffer was freed) */
+        sg_stomp_dec_init(&d, NULL);
+        sg_stomp_decode(&d, (const uint8_t *)"SEND\nzz:zz\n\nzzzzzzzz\0", 21, &ev);
+        for (size_t i = 0; i < ncopies; i++) {
+            if (copies[i])
+                t_copy(t, copies[i], bytes[i]);
+            else
+                t_puts(t, "HB ");
+            sg_stomp_frame_copy_free(copies[i]);
+        }
+        sg_stomp_dec_reset(&d);
+        t_puts(t, errt.s);
+    }
     return err;
 }
 
@@ -193,8 +254,10 @@ static void check_vec(const struct vec *v)
 
 static void check_vecs(const struct vec *v, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        check_vec(&v[i]);
+    for (g_copies = 0; g_copies < 2; g_copies++)
+        for (size_t i = 0; i < n; i++)
+            check_vec(&v[i]);
+    g_copies = 0;
 }
 
 #define LIM(f, h, l, b)                                                                            \
@@ -574,6 +637,291 @@ static void test_bounds(void **state)
 {
     (void)state;
     check_vecs(v_bounds, sizeof v_bounds / sizeof v_bounds[0]);
+}
+
+#define X10 "xxxxxxxxxx"
+#define X100 X10 X10 X10 X10 X10 X10 X10 X10 X10 X10
+
+/* sg_stomp_dec_set_limits right after the first frame, however the input
+ * was split (what the session does when it becomes CONNECTED) */
+static const struct {
+    struct vec v;
+    int set;
+    struct sg_stomp_limits lim2;
+} v_set_limits[] = {
+    {{"raised after the first frame", IN("SEND\n\nx\0SEND\n\n" X100 "\0"), 0, 0, LIM(64, 0, 0, 0),
+      "SEND[x] SEND[" X100 "] "},
+     1,
+     LIM(1024, 0, 0, 0)},
+    {{"not raised: the same input fails", IN("SEND\n\nx\0SEND\n\n" X100 "\0"), 0, 0,
+      LIM(64, 0, 0, 0), "SEND[x] ERR(-201,frame too big)"},
+     0,
+     LIM(0, 0, 0, 0)},
+    {{"more headers and a longer line after the first frame",
+      IN("CONNECT\na:1\n\n\0SEND\na:1\nb:2\nc:" X10 "\n\n\0"), 0, 0, LIM(0, 1, 8, 0),
+      "CONNECT{a=1}[] SEND{a=1}{b=2}{c=" X10 "}[] "},
+     1,
+     LIM(0, 3, 12, 0)},
+    {{"body bound raised", IN("SEND\n\n1\0SEND\ncontent-length:20\n\n" X10 X10 "\0"), 0, 0,
+      LIM(0, 0, 0, 4), "SEND[1] SEND{content-length=20}[" X10 X10 "] "},
+     1,
+     LIM(0, 0, 0, 20)},
+    {{"lowered after the first frame", IN("SEND\n\n" X10 "\0SEND\n\n" X10 "\0"), 0, 0,
+      LIM(0, 0, 0, 0), "SEND[" X10 "] ERR(-201,frame too big)"},
+     1,
+     LIM(16, 0, 0, 0)},
+    {{"zeros are the defaults", IN("SEND\n\nx\0SEND\n\n" X100 "\0"), 0, 0, LIM(64, 0, 0, 0),
+      "SEND[x] SEND[" X100 "] "},
+     1,
+     LIM(0, 0, 0, 0)},
+};
+
+static void test_set_limits(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof v_set_limits / sizeof v_set_limits[0]; i++) {
+        g_set_lim = v_set_limits[i].set ? &v_set_limits[i].lim2 : NULL;
+        check_vecs(&v_set_limits[i].v, 1);
+    }
+    g_set_lim = NULL;
+
+    /* defaults: a 16 MiB body and 64 KiB of headers (RabbitMQ's web_stomp
+     * delivers 16 MiB) */
+    struct sg_stomp_dec d;
+    struct sg_stomp_limits small = LIM(100, 2, 50, 10);
+    sg_stomp_dec_init(&d, NULL);
+    assert_int_equal(d.lim.max_frame, (16u << 20) + (64u << 10));
+    assert_int_equal(d.lim.max_body, 16u << 20);
+    assert_int_equal(d.lim.max_headers, 64);
+    assert_int_equal(d.lim.max_header_line, 8192);
+    assert_int_equal(d.buf.max, d.lim.max_frame);
+    sg_stomp_dec_set_limits(&d, &small);
+    assert_int_equal(d.lim.max_frame, 100);
+    assert_int_equal(d.lim.max_headers, 2);
+    assert_int_equal(d.buf.max, 100);
+    sg_stomp_dec_set_limits(&d, NULL);
+    assert_int_equal(d.lim.max_frame, (16u << 20) + (64u << 10));
+    assert_int_equal(d.lim.max_body, 16u << 20);
+    small.max_headers = 100000;
+    sg_stomp_dec_set_limits(&d, &small);
+    assert_int_equal(d.lim.max_headers, SG_STOMP_MAX_HEADERS_CAP);
+    sg_stomp_dec_reset(&d);
+}
+
+/* Bounds lowered in the middle of a NUL-terminated body: the next byte is
+ * over them (no wrap-around of the room left), however the body so far was
+ * split. */
+static void test_set_limits_mid_body(void **state)
+{
+    (void)state;
+    static const char part[] = "SEND\n\n" X10 X10 X10 X10 X10;
+    size_t len = sizeof part - 1;
+    for (int which = 0; which < 2; which++) {
+        for (size_t k = 0; k <= len + 1; k++) {
+            struct sg_stomp_dec d;
+            struct sg_stomp_event ev;
+            sg_stomp_dec_init(&d, NULL);
+            if (k <= len) {
+                assert_int_equal(sg_stomp_decode(&d, (const uint8_t *)part, k, &ev), (ssize_t)k);
+                assert_int_equal(sg_stomp_decode(&d, (const uint8_t *)part + k, len - k, &ev),
+                                 (ssize_t)(len - k));
+            } else {
+                for (size_t i = 0; i < len; i++)
+                    assert_int_equal(sg_stomp_decode(&d, (const uint8_t *)part + i, 1, &ev), 1);
+            }
+            assert_int_equal(ev.type, SG_STOMP_EV_NONE);
+            /* 50 body bytes so far: a body bound of 10, or a frame bound of 20 */
+            struct sg_stomp_limits lim = {.max_frame = which ? 20 : 0, .max_body = which ? 0 : 10};
+            sg_stomp_dec_set_limits(&d, &lim);
+            assert_int_equal(sg_stomp_decode(&d, (const uint8_t *)"y", 1, &ev), SG_ETOOBIG);
+            assert_string_equal(d.error, which ? "frame too big" : "body too big");
+            sg_stomp_dec_reset(&d);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* frame copies */
+
+struct keep_arg {
+    const struct sg_stomp_frame *f;
+    size_t calls;
+};
+
+/* keeps x-* headers; checks it is called once per header, in order, with a
+ * view into the frame being copied */
+static int keep_x(const struct sg_stomp_header *h, void *arg)
+{
+    struct keep_arg *a = arg;
+    assert_true(a->calls < a->f->num_headers);
+    assert_ptr_equal(h, &a->f->headers[a->calls]);
+    a->calls++;
+    return h->key_len >= 2 && h->key[0] == 'x' && h->key[1] == '-';
+}
+
+static int keep_none(const struct sg_stomp_header *h, void *arg)
+{
+    (void)h;
+    (void)arg;
+    return 0;
+}
+
+static void test_frame_copy_filter(void **state)
+{
+    (void)state;
+    static const uint8_t in[] = "SUBSCRIBE\nid:0\nx-max-length:10\ndestination:/queue/q\n"
+                                "x-queue-type:quorum\nx-:\n\nbody\0";
+    struct sg_stomp_dec d;
+    struct sg_stomp_event ev;
+    sg_stomp_dec_init(&d, NULL);
+    assert_int_equal(sg_stomp_decode(&d, in, sizeof in - 1, &ev), sizeof in - 1);
+    assert_int_equal(ev.type, SG_STOMP_EV_FRAME);
+
+    size_t bytes = 1, all_bytes = 0;
+    struct keep_arg ka = {ev.frame, 0};
+    struct sg_stomp_frame_copy *c = sg_stomp_frame_copy_filter(ev.frame, keep_x, &ka, 0, &bytes);
+    assert_non_null(c);
+    assert_int_equal(ka.calls, 5); /* once per header */
+    struct sg_stomp_frame_copy *all = sg_stomp_frame_copy_new(ev.frame, &all_bytes);
+    assert_non_null(all);
+    assert_true(bytes > 0 && bytes < all_bytes);
+    sg_stomp_dec_reset(&d); /* the copies stand alone */
+
+    assert_int_equal(sg_stomp_frame_copy_nheaders(c), 3);
+    static const char *const keys[] = {"x-max-length", "x-queue-type", "x-"};
+    static const char *const vals[] = {"10", "quorum", ""};
+    for (size_t i = 0; i < 3; i++) {
+        const struct sg_stomp_header *h = sg_stomp_frame_copy_header(c, i);
+        assert_non_null(h);
+        assert_int_equal(h->key_len, strlen(keys[i]));
+        assert_string_equal(h->key, keys[i]); /* NUL-terminated */
+        assert_int_equal(h->value_len, strlen(vals[i]));
+        assert_string_equal(h->value, vals[i]);
+    }
+    assert_null(sg_stomp_frame_copy_header(c, 3));
+    assert_null(sg_stomp_frame_copy_header(c, (size_t)-1));
+    struct sg_stomp_frame *view = malloc(sizeof *view);
+    assert_non_null(view);
+    sg_stomp_frame_copy_view(c, view);
+    assert_int_equal(view->cmd, SG_STOMP_SUBSCRIBE);
+    assert_int_equal(view->num_headers, 3);
+    assert_int_equal(view->body_len, 0); /* without the body */
+    assert_non_null(view->body);
+    assert_int_equal(view->body[0], '\0');
+    assert_null(sg_stomp_header(view, "destination"));
+    assert_string_equal(sg_stomp_header(view, "x-queue-type")->value, "quorum");
+
+    sg_stomp_frame_copy_view(all, view);
+    assert_int_equal(view->num_headers, 5);
+    assert_int_equal(view->body_len, 4);
+    assert_string_equal((const char *)view->body, "body");
+    assert_string_equal(sg_stomp_header(view, "destination")->value, "/queue/q");
+
+    /* nothing kept, with the body; and bytes may be NULL */
+    struct sg_stomp_frame_copy *none = sg_stomp_frame_copy_filter(view, keep_none, NULL, 1, NULL);
+    assert_non_null(none);
+    assert_int_equal(sg_stomp_frame_copy_nheaders(none), 0);
+    assert_null(sg_stomp_frame_copy_header(none, 0));
+    sg_stomp_frame_copy_free(all); /* a copy of a copy's view outlives it */
+    sg_stomp_frame_copy_view(none, view);
+    assert_int_equal(view->cmd, SG_STOMP_SUBSCRIBE);
+    assert_int_equal(view->body_len, 4);
+    assert_memory_equal(view->body, "body", 5);
+
+    sg_stomp_frame_copy_free(none);
+    sg_stomp_frame_copy_free(c);
+    sg_stomp_frame_copy_free(NULL);
+    free(view);
+}
+
+/* A frame built by hand (no decoder): no headers and no body, a body with
+ * NULs, header values with NULs; the view encodes and decodes back to the
+ * original. */
+static void test_frame_copy_view_round_trip(void **state)
+{
+    (void)state;
+    struct sg_stomp_frame *f = calloc(1, sizeof *f), *view = malloc(sizeof *view);
+    assert_non_null(f);
+    assert_non_null(view);
+
+    f->cmd = SG_STOMP_DISCONNECT; /* body NULL, no headers */
+    size_t bytes = 0;
+    struct sg_stomp_frame_copy *c = sg_stomp_frame_copy_new(f, &bytes);
+    assert_non_null(c);
+    assert_true(bytes > 0);
+    sg_stomp_frame_copy_view(c, view);
+    assert_int_equal(view->cmd, SG_STOMP_DISCONNECT);
+    assert_int_equal(view->num_headers, 0);
+    assert_non_null(view->body);
+    assert_int_equal(view->body_len, 0);
+    assert_int_equal(view->body[0], '\0');
+    sg_stomp_frame_copy_free(c);
+
+    /* every header slot used, escapes, a binary body with NULs */
+    char keys[SG_STOMP_MAX_HEADERS_CAP][16];
+    f->cmd = SG_STOMP_MESSAGE;
+    f->num_headers = SG_STOMP_MAX_HEADERS_CAP;
+    for (size_t i = 0; i < f->num_headers; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%zu", i);
+        f->headers[i].key = keys[i];
+        f->headers[i].key_len = strlen(keys[i]);
+        f->headers[i].value = i % 2 ? "a:b\\c\nd" : "";
+        f->headers[i].value_len = i % 2 ? 7 : 0;
+    }
+    /* the last slot carries the body's length (it holds NULs) */
+    struct sg_stomp_header *last = &f->headers[SG_STOMP_MAX_HEADERS_CAP - 1];
+    last->key = "content-length";
+    last->key_len = 14;
+    last->value = "5";
+    last->value_len = 1;
+    static const uint8_t body[] = {'x', 0, 'y', 0, 0xff};
+    f->body = body;
+    f->body_len = sizeof body;
+    c = sg_stomp_frame_copy_new(f, &bytes);
+    assert_non_null(c);
+    assert_true(bytes > sizeof body + f->num_headers * sizeof(struct sg_stomp_header));
+    for (size_t i = 0; i < f->num_headers; i++)
+        keys[i][0] = 'Z'; /* the copy is deep */
+    const struct sg_stomp_frame *v = sg_stomp_frame_copy_view(c, view);
+    assert_ptr_equal(v, view);
+    assert_int_equal(v->num_headers, SG_STOMP_MAX_HEADERS_CAP);
+    assert_int_equal(v->body_len, sizeof body);
+    assert_memory_equal(v->body, body, sizeof body);
+    assert_int_equal(v->body[v->body_len], 0);
+
+    struct sg_buf out;
+    sg_buf_init(&out, 0);
+    assert_int_equal(
+        sg_stomp_encode(&out, 12, v->cmd, v->headers, v->num_headers, v->body, v->body_len, 0),
+        SG_OK);
+    struct sg_stomp_limits lim = {.max_headers = SG_STOMP_MAX_HEADERS_CAP};
+    struct sg_stomp_dec d;
+    struct sg_stomp_event ev;
+    sg_stomp_dec_init(&d, &lim);
+    assert_int_equal(sg_stomp_decode(&d, out.data, out.len, &ev), (ssize_t)out.len);
+    assert_int_equal(ev.type, SG_STOMP_EV_FRAME);
+    /* all the copy's headers come back */
+    assert_int_equal(ev.frame->num_headers, SG_STOMP_MAX_HEADERS_CAP);
+    const struct sg_stomp_header *cl = sg_stomp_header(ev.frame, "content-length");
+    assert_non_null(cl); /* decoder views are not NUL-terminated */
+    assert_int_equal(cl->value_len, 1);
+    assert_int_equal(cl->value[0], '5');
+    for (size_t i = 0; i + 1 < v->num_headers; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%zu", i);
+        const struct sg_stomp_header *h = &ev.frame->headers[i];
+        assert_int_equal(h->key_len, strlen(k));
+        assert_memory_equal(h->key, k, h->key_len);
+        assert_int_equal(h->value_len, i % 2 ? 7 : 0);
+        if (i % 2) assert_memory_equal(h->value, "a:b\\c\nd", 7);
+    }
+    assert_int_equal(ev.frame->body_len, sizeof body);
+    assert_memory_equal(ev.frame->body, body, sizeof body);
+    sg_stomp_dec_reset(&d);
+    sg_buf_reset(&out);
+    sg_stomp_frame_copy_free(c);
+    free(f);
+    free(view);
 }
 
 /* max_headers above the array capacity is clamped */
@@ -1013,6 +1361,10 @@ int main(void)
         cmocka_unit_test(test_stream),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_bounds_cap),
+        cmocka_unit_test(test_set_limits),
+        cmocka_unit_test(test_set_limits_mid_body),
+        cmocka_unit_test(test_frame_copy_filter),
+        cmocka_unit_test(test_frame_copy_view_round_trip),
         cmocka_unit_test(test_lookup),
         cmocka_unit_test(test_cmd_names),
         cmocka_unit_test(test_version_switch),

@@ -45,6 +45,9 @@ struct ract {
     char body[256];
     int has_tx_header;
     int has_receipt_header;
+    int in_commit;
+    int has_commit_receipt;
+    char commit_receipt[256];
 };
 
 enum { AUTH_ASYNC = 0, AUTH_OK, AUTH_FAIL };
@@ -182,8 +185,14 @@ static int st_relay(void *ctx, const struct sg_action *act, const char **errmsg)
     memcpy(r->body, act->frame->body, bl);
     r->has_tx_header = sg_stomp_header(act->frame, "transaction") != NULL;
     r->has_receipt_header = sg_stomp_header(act->frame, "receipt") != NULL;
-    logf_(h, "RELAY %d dest=%s sub=%s ack=%d ackid=%s receipt=%s body=%s;\n", (int)r->type, r->dest,
+    r->in_commit = act->in_commit;
+    r->has_commit_receipt = act->commit_receipt != NULL;
+    if (act->commit_receipt)
+        snprintf(r->commit_receipt, sizeof r->commit_receipt, "%s", act->commit_receipt);
+    logf_(h, "RELAY %d dest=%s sub=%s ack=%d ackid=%s receipt=%s body=%s", (int)r->type, r->dest,
           r->sub_id, (int)r->ack_mode, r->ack_id, r->has_receipt ? r->receipt : "-", r->body);
+    if (act->in_commit) logf_(h, " commit=%s", act->commit_receipt ? act->commit_receipt : "-");
+    logf_(h, ";\n");
     if (h->relay_fail_inside) {
         sg_stomp_session_fail(h->s, "broker said no", act->receipt, 1011);
         return SG_AGAIN;
@@ -312,10 +321,12 @@ static void test_config_defaults(void **state)
     assert_int_equal(c.max_subscriptions, 256);
     assert_int_equal(c.max_tx, 16);
     assert_int_equal(c.max_tx_bytes, 4u << 20);
-    assert_int_equal(c.limits.max_frame, (1u << 20) + (64u << 10));
+    assert_int_equal(c.max_connect_frame, 64u << 10);
+    /* no stricter than RabbitMQ's web_stomp: a 16 MiB body and its headers */
+    assert_int_equal(c.limits.max_frame, (16u << 20) + (64u << 10));
     assert_int_equal(c.limits.max_headers, 64);
     assert_int_equal(c.limits.max_header_line, 8192);
-    assert_int_equal(c.limits.max_body, 1u << 20);
+    assert_int_equal(c.limits.max_body, 16u << 20);
 }
 
 static void test_new_state(void **state)
@@ -466,7 +477,10 @@ static void test_stomp_command(void **state)
     assert_string_equal(sg_stomp_session_vhost(h->s), "vh1");
     assert_int_equal(h->f[0].cmd, SG_STOMP_CONNECTED);
     assert_string_equal(fh(&h->f[0], "version"), "1.2");
-    assert_string_equal(fh(&h->f[0], "heart-beat"), "0,0");
+    /* no heart-beat header is 0,0: CONNECTED states our offer, nothing runs */
+    assert_string_equal(fh(&h->f[0], "heart-beat"), "10000,10000");
+    assert_int_equal(sg_stomp_session_hb_out_ms(h->s), 0);
+    assert_int_equal(sg_stomp_session_hb_in_ms(h->s), 0);
     h_free(h);
 }
 
@@ -585,9 +599,46 @@ static void test_connect_twice(void **state)
 
 /* ---- heart-beats */
 
+/* Runs one CONNECT (bytes without the NUL) with these heart-beat settings
+ * fed whole, split at every boundary and one byte at a time, and checks the
+ * negotiated periods and the CONNECTED header (NULL: none) each time. */
+static void check_heartbeat(unsigned send, unsigned recv, unsigned min, unsigned max, int cap,
+                            const char *connect, unsigned out, unsigned in, const char *hdr)
+{
+    size_t len = strlen(connect) + 1;
+    for (size_t k = 0; k <= len + 1; k++) {
+        struct h *h = h_alloc();
+        h->cfg.hb_send_ms = send;
+        h->cfg.hb_recv_ms = recv;
+        h->cfg.hb_min_ms = min;
+        h->cfg.hb_max_ms = max;
+        h_start(h, cap);
+        if (k <= len) {
+            assert_int_equal(feed(h, connect, k), SG_OK);
+            assert_int_equal(feed(h, connect + k, len - k), SG_OK);
+        } else {
+            for (size_t i = 0; i < len; i++)
+                assert_int_equal(feed(h, connect + i, 1), SG_OK);
+        }
+        assert_int_equal(h->nf, 1);
+        assert_int_equal(h->f[0].cmd, SG_STOMP_CONNECTED);
+        if (sg_stomp_session_hb_out_ms(h->s) != out || sg_stomp_session_hb_in_ms(h->s) != in)
+            fail_msg("%s: out %u in %u, expected %u %u", connect, sg_stomp_session_hb_out_ms(h->s),
+                     sg_stomp_session_hb_in_ms(h->s), out, in);
+        if (hdr)
+            assert_string_equal(fh(&h->f[0], "heart-beat"), hdr);
+        else
+            assert_null(fh(&h->f[0], "heart-beat"));
+        h_free(h);
+    }
+}
+
 static void test_heartbeat_table(void **state)
 {
     (void)state;
+    /* The client's values decide (RabbitMQ's STOMP plugin): CONNECTED
+     * heart-beat:sx,sy with sx = clamp(cy), sy = clamp(cx); we send every
+     * sx and expect the client every sy. */
     static const struct {
         unsigned send, recv, min, max;
         const char *client; /* heart-beat header */
@@ -595,35 +646,53 @@ static void test_heartbeat_table(void **state)
         const char *hdr; /* CONNECTED heart-beat */
     } t[] = {
         {10000, 10000, 1000, 120000, "0,0", 0, 0, "0,0"},
-        {10000, 10000, 1000, 120000, "5000,5000", 10000, 10000, "10000,10000"},
-        {10000, 10000, 1000, 120000, "20000,30000", 30000, 20000, "10000,10000"},
-        {10000, 10000, 1000, 120000, "0,5000", 10000, 0, "10000,0"},
-        {10000, 10000, 1000, 120000, "5000,0", 0, 10000, "0,10000"},
-        {0, 10000, 1000, 120000, "5000,5000", 0, 10000, "0,10000"},
-        {10000, 0, 1000, 120000, "5000,5000", 10000, 0, "10000,0"},
+        /* a client asking for 1000 gets 1000 (it used to get our 10000) */
+        {10000, 10000, 1000, 120000, "1000,1000", 1000, 1000, "1000,1000"},
+        {10000, 10000, 1000, 120000, "5000,5000", 5000, 5000, "5000,5000"},
+        {10000, 10000, 1000, 120000, "20000,30000", 30000, 20000, "30000,20000"},
+        {10000, 10000, 1000, 120000, "0,5000", 5000, 0, "5000,0"},
+        {10000, 10000, 1000, 120000, "5000,0", 0, 5000, "0,5000"},
+        /* hb_send_ms/hb_recv_ms play no part once the client sent the header */
+        {0, 0, 1000, 120000, "5000,5000", 5000, 5000, "5000,5000"},
+        {0, 10000, 1000, 120000, "5000,7000", 7000, 5000, "7000,5000"},
+        {10000, 0, 1000, 120000, "5000,7000", 7000, 5000, "7000,5000"},
         /* client values clamped to hb_max */
-        {10000, 10000, 1000, 120000, "999999,4000000000", 120000, 120000, "10000,10000"},
-        {10000, 10000, 1000, 120000, "99999999999999999999,1", 10000, 120000, "10000,10000"},
-        /* and ours and theirs to hb_min */
+        {10000, 10000, 1000, 120000, "999999,4000000000", 120000, 120000, "120000,120000"},
+        {10000, 10000, 1000, 120000, "99999999999999999999,1", 1000, 120000, "1000,120000"},
+        /* and to hb_min */
         {500, 500, 1000, 120000, "100,100", 1000, 1000, "1000,1000"},
+        {10000, 10000, 250, 120000, "100,300", 300, 250, "300,250"},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
-        struct h *h = h_alloc();
-        h->cfg.hb_send_ms = t[i].send;
-        h->cfg.hb_recv_ms = t[i].recv;
-        h->cfg.hb_min_ms = t[i].min;
-        h->cfg.hb_max_ms = t[i].max;
-        h_start(h, 0);
         char buf[256];
-        int n = snprintf(buf, sizeof buf, "CONNECT\naccept-version:1.2\nheart-beat:%s\n\n",
-                         t[i].client);
-        assert_int_equal(feed(h, buf, (size_t)n + 1), SG_OK);
-        assert_int_equal(h->f[0].cmd, SG_STOMP_CONNECTED);
-        assert_int_equal(sg_stomp_session_hb_out_ms(h->s), t[i].out);
-        assert_int_equal(sg_stomp_session_hb_in_ms(h->s), t[i].in);
-        assert_string_equal(fh(&h->f[0], "heart-beat"), t[i].hdr);
-        h_free(h);
+        snprintf(buf, sizeof buf, "CONNECT\naccept-version:1.2\nheart-beat:%s\n\n", t[i].client);
+        check_heartbeat(t[i].send, t[i].recv, t[i].min, t[i].max, 0, buf, t[i].out, t[i].in,
+                        t[i].hdr);
     }
+}
+
+/* Without a heart-beat header (0,0 per the spec) nothing is sent or
+ * enforced; 1.1 and 1.2 CONNECTED state the configured offer, clamped. */
+static void test_heartbeat_no_header(void **state)
+{
+    (void)state;
+    check_heartbeat(7000, 8000, 1000, 120000, 0, "CONNECT\naccept-version:1.2\n\n", 0, 0,
+                    "7000,8000");
+    check_heartbeat(7000, 8000, 1000, 120000, 0, "CONNECT\naccept-version:1.1\n\n", 0, 0,
+                    "7000,8000");
+    check_heartbeat(0, 0, 1000, 120000, 0, "CONNECT\naccept-version:1.2\n\n", 0, 0, "0,0");
+    check_heartbeat(500, 200000, 1000, 120000, 0, "STOMP\naccept-version:1.2\n\n", 0, 0,
+                    "1000,120000");
+    /* 1.0 has no heart-beating: no header unless the client sent one */
+    check_heartbeat(7000, 8000, 1000, 120000, 0, "CONNECT\nlogin:a\n\n", 0, 0, NULL);
+    check_heartbeat(7000, 8000, 1000, 120000, 10, "CONNECT\naccept-version:1.0,1.1\n\n", 0, 0,
+                    NULL);
+
+    /* and no deadline at all once CONNECTED */
+    struct h *h = h_new(0);
+    FEED(h, "CONNECT\naccept-version:1.2\n\n\0");
+    assert_int_equal(sg_stomp_session_next_deadline(h->s), UINT64_MAX);
+    h_free(h);
 }
 
 static void test_heartbeat_malformed(void **state)
@@ -648,11 +717,12 @@ static void test_heartbeat_10(void **state)
     (void)state;
     /* a 1.0 client that asks for heart-beats gets them, trimmed */
     struct h *h = h_new(10);
-    FEED(h, "CONNECT\nlogin: a\nheart-beat: 5000,5000 \n\n\0");
+    FEED(h, "CONNECT\nlogin: a\nheart-beat: 5000,3000 \n\n\0");
     assert_int_equal(sg_stomp_session_version(h->s), 10);
-    assert_string_equal(fh(&h->f[0], "heart-beat"), "10000,10000");
+    assert_string_equal(fh(&h->f[0], "heart-beat"), "3000,5000");
     assert_null(fh(&h->f[0], "version"));
-    assert_int_equal(sg_stomp_session_hb_out_ms(h->s), 10000);
+    assert_int_equal(sg_stomp_session_hb_out_ms(h->s), 3000);
+    assert_int_equal(sg_stomp_session_hb_in_ms(h->s), 5000);
     h_free(h);
 }
 
@@ -661,33 +731,33 @@ static void test_heartbeat_outgoing(void **state)
     (void)state;
     struct h *h = h_new(0);
     h->now = 5000;
-    FEED(h, "CONNECT\naccept-version:1.2\nheart-beat:0,5000\n\n\0"); /* CONNECTED at 5000 */
-    assert_int_equal(sg_stomp_session_hb_out_ms(h->s), 10000);
+    FEED(h, "CONNECT\naccept-version:1.2\nheart-beat:0,4000\n\n\0"); /* CONNECTED at 5000 */
+    assert_int_equal(sg_stomp_session_hb_out_ms(h->s), 4000); /* what it asked, not our 10000 */
     assert_int_equal(sg_stomp_session_hb_in_ms(h->s), 0);
-    assert_int_equal(sg_stomp_session_next_deadline(h->s), 15000);
-    sg_stomp_session_on_tick(h->s, 14999);
+    assert_int_equal(sg_stomp_session_next_deadline(h->s), 9000);
+    sg_stomp_session_on_tick(h->s, 8999);
     assert_int_equal(h->hb, 0);
-    sg_stomp_session_on_tick(h->s, 15000);
+    sg_stomp_session_on_tick(h->s, 9000);
     assert_int_equal(h->hb, 1);
-    assert_int_equal(sg_stomp_session_next_deadline(h->s), 25000);
+    assert_int_equal(sg_stomp_session_next_deadline(h->s), 13000);
     /* a delivery sent by the glue resets the clock */
-    sg_stomp_session_on_sent(h->s, 20000);
-    assert_int_equal(sg_stomp_session_next_deadline(h->s), 30000);
-    sg_stomp_session_on_tick(h->s, 25000);
+    sg_stomp_session_on_sent(h->s, 12000);
+    assert_int_equal(sg_stomp_session_next_deadline(h->s), 16000);
+    sg_stomp_session_on_tick(h->s, 13000);
     assert_int_equal(h->hb, 1);
-    /* so does a frame the session sends (RECEIPT at 28000) */
-    h->now = 28000;
+    /* so does a frame the session sends (RECEIPT at 15000) */
+    h->now = 15000;
     FEED(h, "SEND\ndestination:/queue/a\nreceipt:r\n\n\0");
     assert_int_equal(last(h)->cmd, SG_STOMP_RECEIPT);
-    assert_int_equal(sg_stomp_session_next_deadline(h->s), 38000);
-    sg_stomp_session_on_tick(h->s, 30000);
+    assert_int_equal(sg_stomp_session_next_deadline(h->s), 19000);
+    sg_stomp_session_on_tick(h->s, 16000);
     assert_int_equal(h->hb, 1);
-    sg_stomp_session_on_tick(h->s, 38000);
+    sg_stomp_session_on_tick(h->s, 19000);
     assert_int_equal(h->hb, 2);
     /* incoming bytes do not count as outgoing activity */
-    h->now = 40000;
+    h->now = 20000;
     FEED(h, "\n");
-    assert_int_equal(sg_stomp_session_next_deadline(h->s), 48000);
+    assert_int_equal(sg_stomp_session_next_deadline(h->s), 23000);
     assert_int_equal(h->closes, 0);
     h_free(h);
 }
@@ -699,20 +769,20 @@ static void test_heartbeat_incoming(void **state)
     h->now = 0;
     h_start(h, 0);
     FEED(h, "CONNECT\naccept-version:1.2\nheart-beat:5000,0\n\n\0");
-    assert_int_equal(sg_stomp_session_hb_in_ms(h->s), 10000);
+    assert_int_equal(sg_stomp_session_hb_in_ms(h->s), 5000); /* what it can send */
     assert_int_equal(sg_stomp_session_hb_out_ms(h->s), 0);
-    /* 10000 * grace 2.0 */
-    assert_int_equal(sg_stomp_session_next_deadline(h->s), 20000);
-    sg_stomp_session_on_tick(h->s, 19999);
+    /* 5000 * grace 2.0 */
+    assert_int_equal(sg_stomp_session_next_deadline(h->s), 10000);
+    sg_stomp_session_on_tick(h->s, 9999);
     assert_int_equal(h->closes, 0);
-    /* any bytes count: a heart-beat EOL at 19999, just before the deadline */
-    h->now = 19999;
+    /* any bytes count: a heart-beat EOL at 9999, just before the deadline */
+    h->now = 9999;
     assert_int_equal(FEED(h, "\n"), SG_OK);
-    assert_int_equal(sg_stomp_session_next_deadline(h->s), 39999);
-    sg_stomp_session_on_tick(h->s, 39998);
+    assert_int_equal(sg_stomp_session_next_deadline(h->s), 19999);
+    sg_stomp_session_on_tick(h->s, 19998);
     assert_int_equal(h->closes, 0);
     assert_int_equal(h->nf, 1);
-    sg_stomp_session_on_tick(h->s, 39999);
+    sg_stomp_session_on_tick(h->s, 19999);
     assert_error(h, "heart-beat timeout", 1008);
     assert_int_equal(sg_stomp_session_next_deadline(h->s), UINT64_MAX);
     h_free(h);
@@ -722,7 +792,7 @@ static void test_heartbeat_incoming(void **state)
     h->cfg.hb_grace = 1.5;
     h->now = 0;
     h_start(h, 0);
-    FEED(h, "CONNECT\naccept-version:1.2\nheart-beat:5000,0\n\n\0");
+    FEED(h, "CONNECT\naccept-version:1.2\nheart-beat:10000,0\n\n\0");
     assert_int_equal(sg_stomp_session_next_deadline(h->s), 15000);
     sg_stomp_session_on_tick(h->s, 14999);
     assert_int_equal(h->closes, 0);
@@ -1094,6 +1164,96 @@ static void test_tx_commit(void **state)
     h_free(h);
 }
 
+/* Every action a COMMIT replays says so (in_commit) and carries the COMMIT's
+ * receipt (commit_receipt), so the relay can answer the COMMIT as a unit;
+ * the receipt still rides on the last action only. Scripts fed whole, split
+ * at every boundary and one byte at a time give the same actions. */
+static const char tx_script[] = "CONNECT\naccept-version:1.2\n\n\0"
+                                "SEND\ndestination:/queue/before\nreceipt:s0\n\nb\0"
+                                "BEGIN\ntransaction:t1\n\n\0"
+                                "BEGIN\ntransaction:t2\n\n\0"
+                                "SEND\ndestination:/topic/a\ntransaction:t1\nreceipt:s1\n\none\0"
+                                "NACK\nid:m1\ntransaction:t2\n\n\0"
+                                "ACK\nid:m9\ntransaction:t1\n\n\0"
+                                "SEND\ndestination:/topic/b\ntransaction:t1\n\ntwo\0"
+                                "COMMIT\ntransaction:t1\nreceipt:c1\n\n\0"
+                                "COMMIT\ntransaction:t2\n\n\0"
+                                "SEND\ndestination:/queue/after\n\nz\0";
+
+static void check_tx_fields(struct h *h)
+{
+    assert_int_equal(h->closes, 0);
+    assert_int_equal(h->na, 6);
+    /* outside a transaction: not in a commit */
+    assert_string_equal(h->a[0].dest, "/queue/before");
+    assert_int_equal(h->a[0].in_commit, 0);
+    assert_int_equal(h->a[0].has_commit_receipt, 0);
+    assert_string_equal(h->a[0].receipt, "s0");
+    /* COMMIT t1 with receipt c1: three actions, all in_commit with c1 */
+    static const enum sg_action_type types[3] = {SG_ACT_SEND, SG_ACT_ACK, SG_ACT_SEND};
+    for (size_t i = 1; i <= 3; i++) {
+        assert_int_equal(h->a[i].type, types[i - 1]);
+        assert_int_equal(h->a[i].in_commit, 1);
+        assert_int_equal(h->a[i].has_commit_receipt, 1);
+        assert_string_equal(h->a[i].commit_receipt, "c1");
+        assert_int_equal(h->a[i].has_tx_header, 0);
+        assert_int_equal(h->a[i].has_receipt_header, 0);
+        /* the receipt itself only on the last */
+        assert_int_equal(h->a[i].has_receipt, i == 3);
+    }
+    assert_string_equal(h->a[1].dest, "/topic/a");
+    assert_string_equal(h->a[1].body, "one");
+    assert_string_equal(h->a[2].ack_id, "m9");
+    assert_string_equal(h->a[3].dest, "/topic/b");
+    assert_string_equal(h->a[3].receipt, "c1");
+    /* COMMIT t2 without receipt: in_commit, commit_receipt NULL */
+    assert_int_equal(h->a[4].type, SG_ACT_NACK);
+    assert_string_equal(h->a[4].ack_id, "m1");
+    assert_int_equal(h->a[4].in_commit, 1);
+    assert_int_equal(h->a[4].has_commit_receipt, 0);
+    assert_int_equal(h->a[4].has_receipt, 0);
+    assert_string_equal(h->a[5].dest, "/queue/after");
+    assert_int_equal(h->a[5].in_commit, 0);
+    assert_int_equal(h->a[5].has_commit_receipt, 0);
+    /* RECEIPTs: s0, s1 (held), c1 (the COMMIT, after its last action) */
+    assert_int_equal(h->nf, 4);
+    assert_string_equal(fh(&h->f[1], "receipt-id"), "s0");
+    assert_string_equal(fh(&h->f[2], "receipt-id"), "s1");
+    assert_string_equal(fh(&h->f[3], "receipt-id"), "c1");
+}
+
+static void test_tx_commit_fields(void **state)
+{
+    (void)state;
+    size_t len = sizeof tx_script - 1;
+    for (size_t k = 0; k <= len; k++) {
+        struct h *h = h_new(0);
+        feed(h, tx_script, k);
+        feed(h, tx_script + k, len - k);
+        check_tx_fields(h);
+        h_free(h);
+    }
+    struct h *h = h_new(0);
+    for (size_t i = 0; i < len; i++)
+        feed(h, tx_script + i, 1);
+    check_tx_fields(h);
+    h_free(h);
+
+    /* the relay answering later: the COMMIT's RECEIPT waits for it */
+    h = h_connected(12);
+    h->relay_rc = SG_AGAIN;
+    FEED(h, "BEGIN\ntransaction:t\n\n\0SEND\ndestination:/topic/x\ntransaction:t\n\n1\0"
+            "COMMIT\ntransaction:t\nreceipt:cc\n\n\0");
+    assert_int_equal(h->na, 1);
+    assert_int_equal(h->a[0].in_commit, 1);
+    assert_string_equal(h->a[0].commit_receipt, "cc");
+    assert_string_equal(h->a[0].receipt, "cc");
+    assert_int_equal(h->nf, 1);
+    sg_stomp_session_receipt(h->s, "cc");
+    assert_string_equal(fh(last(h), "receipt-id"), "cc");
+    h_free(h);
+}
+
 static void test_tx_commit_async_and_error(void **state)
 {
     (void)state;
@@ -1387,6 +1547,147 @@ static void test_pipelined_during_auth(void **state)
     h_free(h);
 }
 
+/* ---- the CONNECT-sized bound before CONNECTED */
+
+/* A CONNECT of exactly n bytes (with its NUL), padded with an x-pad header. */
+static char *connect_of(size_t n)
+{
+    static const char head[] = "CONNECT\naccept-version:1.2\nlogin:u\npasscode:p\nx-pad:";
+    static const char tail[] = "\n\n";
+    size_t fixed = sizeof head - 1 + sizeof tail - 1 + 1;
+    assert_true(n > fixed);
+    char *p = malloc(n);
+    assert_non_null(p);
+    memcpy(p, head, sizeof head - 1);
+    memset(p + sizeof head - 1, 'x', n - fixed);
+    memcpy(p + n - sizeof tail, tail, sizeof tail - 1);
+    p[n - 1] = '\0';
+    return p;
+}
+
+/* feeds p[0..n) whole (k == n), split at k, or one byte at a time (k > n);
+ * returns the first error (input after the close returns SG_OK) */
+static int feed_mode(struct h *h, const char *p, size_t n, size_t k)
+{
+    int rc = SG_OK;
+    if (k > n) {
+        for (size_t i = 0; i < n && rc == SG_OK; i++)
+            rc = feed(h, p + i, 1);
+        return rc;
+    }
+    rc = feed(h, p, k);
+    if (rc != SG_OK) return rc;
+    return feed(h, p + k, n - k);
+}
+
+static void test_connect_frame_bound(void **state)
+{
+    (void)state;
+    /* a CONNECT up to max_connect_frame is fine, one byte more is 1009,
+     * however the bytes arrive */
+    char *ok = connect_of(300), *big = connect_of(301);
+    for (size_t k = 0; k <= 302; k++) {
+        struct h *h = h_alloc();
+        h->cfg.max_connect_frame = 300;
+        h_start(h, 0);
+        assert_int_equal(feed_mode(h, ok, 300, k), SG_OK);
+        assert_int_equal(sg_stomp_session_state(h->s), SG_SESS_CONNECTED);
+        h_free(h);
+
+        h = h_alloc();
+        h->cfg.max_connect_frame = 300;
+        h_start(h, 0);
+        assert_int_equal(feed_mode(h, big, 301, k), SG_ETOOBIG);
+        assert_int_equal(h->auth_calls, 0);
+        assert_error(h, "frame too big", 1009);
+        h_free(h);
+    }
+    free(ok);
+    free(big);
+
+    /* the default (and 0) is 64 KiB, far below the 16 MiB frames allowed
+     * once CONNECTED */
+    for (int zero = 0; zero < 2; zero++) {
+        char *c = connect_of((64u << 10) + 1);
+        struct h *h = h_alloc();
+        if (zero) h->cfg.max_connect_frame = 0;
+        h->cfg.limits.max_header_line = 128u << 10;
+        h_start(h, 0);
+        assert_int_equal(feed(h, c, (64u << 10) + 1), SG_ETOOBIG);
+        assert_error(h, "frame too big", 1009);
+        h_free(h);
+        free(c);
+    }
+
+    /* capped by max_frame when that is smaller */
+    struct h *h = h_alloc();
+    h->cfg.max_connect_frame = 4096;
+    h->cfg.limits.max_frame = 300;
+    h_start(h, 0);
+    big = connect_of(301);
+    assert_int_equal(feed(h, big, 301), SG_ETOOBIG);
+    free(big);
+    h_free(h);
+}
+
+/* Once CONNECTED the full limits apply: frames far over max_connect_frame
+ * pass, whether they arrive after CONNECTED or were held while the broker
+ * checked the credentials (within max_connect_frame of held bytes). */
+static void test_full_limits_after_connected(void **state)
+{
+    (void)state;
+    static const char head[] = "CONNECT\naccept-version:1.2\n\n\0SEND\ndestination:/topic/a\n\n";
+    size_t body = 1000, n = sizeof head - 1 + body + 1;
+    char *p = malloc(n);
+    assert_non_null(p);
+    memcpy(p, head, sizeof head - 1);
+    memset(p + sizeof head - 1, 'b', body);
+    p[n - 1] = '\0';
+    for (size_t k = 0; k <= n + 1; k++) {
+        struct h *h = h_alloc();
+        h->cfg.max_connect_frame = 256;
+        h_start(h, 0);
+        assert_int_equal(feed_mode(h, p, n, k), SG_OK);
+        assert_int_equal(h->closes, 0);
+        assert_int_equal(h->na, 1);
+        assert_string_equal(h->a[0].dest, "/topic/a");
+        assert_int_equal(h->a[0].body[0], 'b');
+        h_free(h);
+    }
+
+    /* held while authenticating: bounded by max_connect_frame, not max_frame */
+    struct h *h = h_alloc();
+    h->auth_mode = AUTH_ASYNC;
+    h->cfg.max_connect_frame = 256;
+    h_start(h, 0);
+    FEED(h, "CONNECT\naccept-version:1.2\n\n\0");
+    assert_int_equal(sg_stomp_session_state(h->s), SG_SESS_AUTHENTICATING);
+    static const char send[] = "SEND\ndestination:/topic/a\n\nheld\0";
+    for (size_t i = 0; i < 7; i++) /* 7 * 32 = 224 bytes held */
+        assert_int_equal(FEED(h, send), SG_OK);
+    assert_int_equal(h->closes, 0);
+    sg_stomp_session_auth_result(h->s, 1, h->now);
+    assert_int_equal(h->na, 7);
+    assert_string_equal(h->a[6].body, "held");
+    /* and then a 1000-byte body */
+    assert_int_equal(feed(h, p + 29, n - 29), SG_OK);
+    assert_int_equal(h->na, 8);
+    assert_int_equal(h->closes, 0);
+    h_free(h);
+
+    h = h_alloc();
+    h->auth_mode = AUTH_ASYNC;
+    h->cfg.max_connect_frame = 256;
+    h_start(h, 0);
+    FEED(h, "CONNECT\naccept-version:1.2\n\n\0");
+    for (size_t i = 0; i < 8; i++) /* 256 bytes: still fits */
+        assert_int_equal(FEED(h, send), SG_OK);
+    assert_int_equal(FEED(h, "\n"), SG_ELIMIT);
+    assert_error(h, "too much data before CONNECTED", 1008);
+    h_free(h);
+    free(p);
+}
+
 /* ---- scripts fed whole, split at every boundary, one byte at a time */
 
 struct script {
@@ -1583,6 +1884,7 @@ int main(void)
         cmocka_unit_test(test_frame_before_connect),
         cmocka_unit_test(test_connect_twice),
         cmocka_unit_test(test_heartbeat_table),
+        cmocka_unit_test(test_heartbeat_no_header),
         cmocka_unit_test(test_heartbeat_malformed),
         cmocka_unit_test(test_heartbeat_10),
         cmocka_unit_test(test_heartbeat_outgoing),
@@ -1598,6 +1900,7 @@ int main(void)
         cmocka_unit_test(test_fail),
         cmocka_unit_test(test_ack_versions),
         cmocka_unit_test(test_tx_commit),
+        cmocka_unit_test(test_tx_commit_fields),
         cmocka_unit_test(test_tx_commit_async_and_error),
         cmocka_unit_test(test_tx_abort_and_errors),
         cmocka_unit_test(test_tx_limits),
@@ -1605,6 +1908,8 @@ int main(void)
         cmocka_unit_test(test_nothing_after_close),
         cmocka_unit_test(test_decoder_errors),
         cmocka_unit_test(test_pipelined_during_auth),
+        cmocka_unit_test(test_connect_frame_bound),
+        cmocka_unit_test(test_full_limits_after_connected),
         cmocka_unit_test(test_scripts_split),
         cmocka_unit_test(test_script_transcript),
         cmocka_unit_test(test_receipt_unrepresentable),

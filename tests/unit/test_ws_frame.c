@@ -51,6 +51,11 @@ struct tvec {
     int err;              /* 0: no error expected */
     int close_code;
     size_t err_at; /* index of the offending byte in the stream */
+    /* set: sg_ws_dec_set_max_message(set_max) once the bytes before set_at
+     * are consumed (every way of feeding has a call boundary there) */
+    int set;
+    uint64_t set_max;
+    size_t set_at;
 };
 
 #define FR(b, s)                                                                                   \
@@ -176,6 +181,7 @@ struct rec {
     uint64_t msg_len, max_message;
     int err, close_code;
     size_t err_lo, err_hi; /* input range of the call that failed */
+    int set_done;
 };
 
 static const char *g_name;
@@ -288,6 +294,28 @@ static void feed(struct sg_ws_dec *d, uint8_t *buf, size_t start, size_t end, in
     }
 }
 
+static void apply_set(struct sg_ws_dec *d, const struct tvec *v, struct rec *r)
+{
+    if (!v->set || r->set_done || r->err) return;
+    sg_ws_dec_set_max_message(d, v->set_max);
+    r->max_message = v->set_max ? v->set_max : (uint64_t)1 << 20;
+    r->set_done = 1;
+}
+
+/* feed() with a call boundary at v->set_at, where the bound changes */
+static void feed_range(struct sg_ws_dec *d, const struct tvec *v, uint8_t *buf, size_t a, size_t b,
+                       int while_len, struct rec *r)
+{
+    if (v->set && a < v->set_at && v->set_at < b) {
+        feed_range(d, v, buf, a, v->set_at, while_len, r);
+        feed_range(d, v, buf, v->set_at, b, while_len, r);
+        return;
+    }
+    if (v->set && a == v->set_at) apply_set(d, v, r);
+    feed(d, buf, a, b, while_len, r);
+    if (v->set && b == v->set_at) apply_set(d, v, r);
+}
+
 /* mode 0: whole; 1: two calls split at `split`; 2: one byte at a time */
 static void run(const struct tvec *v, const uint8_t *orig, uint8_t *buf, size_t n, int mode,
                 size_t split, struct rec *r)
@@ -300,16 +328,17 @@ static void run(const struct tvec *v, const uint8_t *orig, uint8_t *buf, size_t 
     sg_ws_dec_init(&d, &lim);
     if (mode == 0) {
         snprintf(g_mode, sizeof g_mode, "whole");
-        feed(&d, buf, 0, n, 1, r);
+        feed_range(&d, v, buf, 0, n, 1, r);
     } else if (mode == 1) {
         snprintf(g_mode, sizeof g_mode, "split at %zu", split);
-        feed(&d, buf, 0, split, 0, r);
-        feed(&d, buf, split, n, 0, r);
+        feed_range(&d, v, buf, 0, split, 0, r);
+        feed_range(&d, v, buf, split, n, 0, r);
     } else {
         snprintf(g_mode, sizeof g_mode, "byte at a time");
         for (size_t i = 0; i < n && !r->err; i++)
-            feed(&d, buf, i, i + 1, 0, r);
+            feed_range(&d, v, buf, i, i + 1, 0, r);
     }
+    if (v->set) CHECK(r->set_done || r->err, "the bound was never changed");
 }
 
 static void check_rec(const struct tvec *v, const struct rec *r)
@@ -735,6 +764,44 @@ static void test_in_place(void **state)
     r = sg_ws_decode(&d, buf + 10, n - 10, &ev);
     assert_int_equal(r, SG_EUTF8);
     assert_int_equal(d.close_code, 1007);
+}
+
+/* sg_ws_dec_set_max_message mid-stream (stompgate raises the bound once the
+ * STOMP session is CONNECTED). A frame's size is checked at its header, so
+ * a change applies from the next frame header on. */
+static const struct tvec set_max[] = {
+    {"raised before any input", .max_message = 100, .set = 1, .set_max = 300, .set_at = 0,
+     .fr = {FRP(0x82, 200)}, .ev = {DATAP(BIN, 1, 200)}},
+    {"not raised: the same message is 1009", .max_message = 100, .fr = {FRP(0x82, 200)}, E1009(3)},
+    {"raised between messages", .max_message = 100, .set = 1, .set_max = 300, .set_at = 106,
+     .fr = {FRP(0x82, 100), FRP(0x82, 200)}, .ev = {DATAP(BIN, 1, 100), DATAP(BIN, 1, 200)}},
+    {"raised inside a fragmented message", .max_message = 100, .set = 1, .set_max = 200,
+     .set_at = 86, .fr = {FRP(0x02, 80), FRP(0x80, 100)}, .ev = {DATAP(BIN, 1, 180)}},
+    {"lowered below what the open message holds: 1009 at the next header", .max_message = 100,
+     .set = 1, .set_max = 50, .set_at = 86, .fr = {FRP(0x02, 80), FRP(0x80, 10)},
+     .ev = {DATAP(BIN, 0, 80)}, E1009(87)},
+    {"lowered mid-frame: the frame goes on, the next header counts", .max_message = 100, .set = 1,
+     .set_max = 85, .set_at = 40, .fr = {FRP(0x01, 80), FRP(0x80, 10)}, .ev = {DATAP(TXT, 0, 80)},
+     E1009(87)},
+    {"lowered between messages", .max_message = 1000, .set = 1, .set_max = 10, .set_at = 106,
+     .fr = {FRP(0x82, 100), FRP(0x82, 11)}, .ev = {DATAP(BIN, 1, 100)}, E1009(107)},
+    {"0 is the default (1 MiB)", .max_message = 100, .set = 1, .set_max = 0, .set_at = 0,
+     .fr = {FRP(0x82, 65536)}, .ev = {DATAP(BIN, 1, 65536)}},
+    {"control frames never count", .max_message = 100, .set = 1, .set_max = 1, .set_at = 0,
+     .fr = {FRP(0x89, 125), FR(0x81, "x")}, .ev = {PINGP(125), DATA(TXT, 1, "x")}},
+};
+
+static void test_set_max_message(void **state)
+{
+    struct sg_ws_dec d;
+
+    (void)state;
+    RUN_TABLE(set_max);
+    sg_ws_dec_init(&d, NULL);
+    sg_ws_dec_set_max_message(&d, 7);
+    assert_int_equal(d.lim.max_message, 7);
+    sg_ws_dec_set_max_message(&d, 0);
+    assert_int_equal(d.lim.max_message, 1 << 20);
 }
 
 static void test_init_defaults(void **state)
@@ -1238,9 +1305,10 @@ int main(void)
         cmocka_unit_test(test_utf8_stream),      cmocka_unit_test(test_control),
         cmocka_unit_test(test_close_codes),      cmocka_unit_test(test_empty_frames_raw),
         cmocka_unit_test(test_in_place),         cmocka_unit_test(test_init_defaults),
-        cmocka_unit_test(test_64k_chops),        cmocka_unit_test(test_frame_header),
-        cmocka_unit_test(test_close_frame),      cmocka_unit_test(test_close_code_valid),
-        cmocka_unit_test(test_utf8_valid),       cmocka_unit_test(test_utf8_exhaustive),
+        cmocka_unit_test(test_set_max_message),  cmocka_unit_test(test_64k_chops),
+        cmocka_unit_test(test_frame_header),     cmocka_unit_test(test_close_frame),
+        cmocka_unit_test(test_close_code_valid), cmocka_unit_test(test_utf8_valid),
+        cmocka_unit_test(test_utf8_exhaustive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
