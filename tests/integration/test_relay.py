@@ -285,8 +285,10 @@ def test_receipt_only_after_confirm(gw, broker):
 
 
 def test_send_to_missing_queue_with_receipt_is_an_error(gw, broker):
+    # /amq/queue: a SEND to /queue/NAME declares NAME, as the plugin does
+    # (test_plugin_compat.py::test_send_queue_declares_durable_queue)
     c = connected_client(gw, broker)
-    c.send_frame("SEND", {"destination": "/queue/nobody-declared-" + uuid.uuid4().hex,
+    c.send_frame("SEND", {"destination": "/amq/queue/nobody-declared-" + uuid.uuid4().hex,
                           "receipt": "lost"}, "x")
     f, _ = c.expect_error_and_close()
     assert f["receipt-id"] == "lost"
