@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { Client } from '@stomp/stompjs';
 import WebSocket from 'ws';
 import { randomUUID } from 'node:crypto';
-import { startGateway } from './harness.mjs';
+import { execFileSync } from 'node:child_process';
+import { startGateway, brokerEnv } from './harness.mjs';
 
 let gw;
 before(async () => { gw = await startGateway(); });
@@ -106,6 +107,17 @@ function failures(client) {
   });
 }
 
+// The durable queues these tests declare are removed over AMQP (amqp-tools).
+function deleteQueue(destination) {
+  const name = destination.replace(/^\/queue\//, '');
+  try {
+    execFileSync('amqp-delete-queue', [`--url=${brokerEnv().BROKER_URL}`, `--queue=${name}`],
+      { stdio: 'ignore', timeout: 10000 });
+  } catch {
+    // cleanup only: a failure here must not hide the test's own result
+  }
+}
+
 async function closeAll(...clients) {
   for (const c of clients) c.onWebSocketClose = () => {};
   await Promise.all(clients.map((c) => c.deactivate()));
@@ -128,6 +140,7 @@ test('stompjs publishes with a receipt to a /queue nobody declared yet, then a s
     assert.equal(m.headers.destination, q);
   } finally {
     await closeAll(pub, sub);
+    deleteQueue(q);
   }
 });
 
@@ -158,5 +171,6 @@ test('stompjs NACK redelivers with redelivered:true, then ACK settles it', async
     ]);
   } finally {
     await closeAll(c);
+    deleteQueue(q);
   }
 });
