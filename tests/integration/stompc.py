@@ -100,6 +100,7 @@ class StompClient:
         self.ws = websocket.create_connection(url, **kw)
         self.version = "1.2"
         self.heartbeats = 0
+        self.heartbeat_times = []  # time.monotonic() of each heart-beat received
         self.pending = []
         self.subprotocol = self.ws.getsubprotocol()
 
@@ -150,6 +151,7 @@ class StompClient:
                 continue
             if data in (b"\n", b"\r\n"):
                 self.heartbeats += 1
+                self.heartbeat_times.append(time.monotonic())
                 continue
             return data
 
@@ -193,6 +195,10 @@ class StompClient:
         if f.command == "CONNECTED":
             self.version = f.get("version", "1.0")
         return f
+
+    def send_heartbeat(self):
+        """One STOMP heart-beat (a lone EOL) as its own WebSocket message."""
+        self.ws.send("\n")
 
     def close(self):
         try:

@@ -4,7 +4,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client } from '@stomp/stompjs';
 import WebSocket from 'ws';
-import { startGateway } from './harness.mjs';
+import { randomUUID } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { startGateway, brokerEnv } from './harness.mjs';
 
 let gw;
 before(async () => { gw = await startGateway(); });
@@ -94,4 +96,81 @@ test('stompjs splits a 100 KiB frame into 8 KiB WebSocket messages and it arrive
   assert.equal(received.length, body.length);
   assert.equal(received, body);
   await Promise.all([sub.deactivate(), pub.deactivate()]);
+});
+
+// A STOMP ERROR frame (or a dropped socket) rejects: a test fails with the server's message
+// instead of waiting for its timeout.
+function failures(client) {
+  return new Promise((_, reject) => {
+    client.onStompError = (frame) => reject(new Error(`ERROR: ${frame.headers.message}`));
+    client.onWebSocketClose = (ev) => reject(new Error(`WebSocket closed ${ev.code}`));
+  });
+}
+
+// The durable queues these tests declare are removed over AMQP (amqp-tools).
+function deleteQueue(destination) {
+  const name = destination.replace(/^\/queue\//, '');
+  try {
+    execFileSync('amqp-delete-queue', [`--url=${brokerEnv().BROKER_URL}`, `--queue=${name}`],
+      { stdio: 'ignore', timeout: 10000 });
+  } catch {
+    // cleanup only: a failure here must not hide the test's own result
+  }
+}
+
+async function closeAll(...clients) {
+  for (const c of clients) c.onWebSocketClose = () => {};
+  await Promise.all(clients.map((c) => c.deactivate()));
+}
+
+test('stompjs publishes with a receipt to a /queue nobody declared yet, then a subscriber gets it', async () => {
+  const q = `/queue/node-sendfirst-${randomUUID()}`;
+  const pub = makeClient();
+  const sub = makeClient();
+  try {
+    await withTimeout(Promise.all([connected(pub), connected(sub)]), 5000, 'connect');
+    const pubFailed = failures(pub);
+    const subFailed = failures(sub);
+    const receipt = new Promise((resolve) => pub.watchForReceipt('sf-1', resolve));
+    pub.publish({ destination: q, body: 'stored for later', headers: { receipt: 'sf-1' } });
+    await withTimeout(Promise.race([receipt, pubFailed]), 5000, 'RECEIPT for the SEND');
+    const got = new Promise((resolve) => sub.subscribe(q, (m) => resolve(m)));
+    const m = await withTimeout(Promise.race([got, subFailed]), 5000, 'stored message');
+    assert.equal(m.body, 'stored for later');
+    assert.equal(m.headers.destination, q);
+  } finally {
+    await closeAll(pub, sub);
+    deleteQueue(q);
+  }
+});
+
+test('stompjs NACK redelivers with redelivered:true, then ACK settles it', async () => {
+  const q = `/queue/node-nack-${randomUUID()}`;
+  const c = makeClient();
+  try {
+    await withTimeout(connected(c), 5000, 'connect');
+    const failed = failures(c);
+    const seen = [];
+    let settled;
+    const done = new Promise((resolve) => { settled = resolve; });
+    const ready = new Promise((resolve) => c.watchForReceipt('nack-sub', resolve));
+    c.subscribe(q, (m) => {
+      seen.push({ body: m.body, redelivered: m.headers.redelivered });
+      if (seen.length === 1) m.nack();
+      else { m.ack(); settled(); }
+    }, { ack: 'client-individual', receipt: 'nack-sub' });
+    await withTimeout(Promise.race([ready, failed]), 5000, 'subscription receipt');
+    const sent = new Promise((resolve) => c.watchForReceipt('nack-pub', resolve));
+    c.publish({ destination: q, body: 'nack me', headers: { receipt: 'nack-pub' } });
+    await withTimeout(Promise.race([sent, failed]), 5000, 'RECEIPT for the SEND');
+    await withTimeout(Promise.race([done, failed]), 5000, 'redelivery');
+    await new Promise((r) => setTimeout(r, 500)); // acknowledged: nothing more comes
+    assert.deepEqual(seen, [
+      { body: 'nack me', redelivered: 'false' },
+      { body: 'nack me', redelivered: 'true' },
+    ]);
+  } finally {
+    await closeAll(c);
+    deleteQueue(q);
+  }
 });
