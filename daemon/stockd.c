@@ -13,6 +13,7 @@
  */
 #include "auth.h"
 #include "config.h"
+#include "error.h"
 #include "log.h"
 
 #include <amqp.h>
@@ -61,7 +62,7 @@ static int check_config(const void *cfg, FILE *err)
     const struct stockd_config *c = cfg;
     char host[256];
     int port;
-    if (sg_config_split_addr(c->broker, host, sizeof host, &port) != 0 || !port) {
+    if (sg_config_split_addr(c->broker, host, sizeof host, &port) != SG_OK || !port) {
         fprintf(err, "config: broker: must be host:port (got \"%s\")\n", c->broker);
         return 1;
     }
@@ -179,12 +180,12 @@ static int connect_broker(const struct stockd_config *c, amqp_connection_state_t
      * that stompgate's auth threads use */
     int rc = sg_auth_broker_connect(host, port, c->broker_vhost, c->broker_user, c->broker_password,
                                     (int)c->broker_timeout_ms, 30, &login, why, sizeof why);
-    if (rc == 0) {
+    if (rc == SG_EAUTH) {
         sg_log(SG_LOG_ERROR, "broker login refused (access refused) for user %s on vhost %s: %s",
                c->broker_user, c->broker_vhost, why);
         return CONN_FATAL;
     }
-    if (rc < 0) {
+    if (rc != SG_OK) {
         sg_log(SG_LOG_WARN, "cannot connect to broker %s: %s", c->broker, why);
         return CONN_RETRY;
     }
@@ -305,8 +306,8 @@ int main(int argc, char **argv)
     };
     struct stockd_config c;
     memset(&c, 0, sizeof c);
-    int exit_code = sg_config_main(&prog, &c, argc, argv);
-    if (exit_code >= 0) return exit_code;
+    int exit_code;
+    if (sg_config_main(&prog, &c, argc, argv, &exit_code) != SG_OK) return exit_code;
     sg_log_init("stockd", (enum sg_log_level)c.log_level);
     rng_state = c.seed ? (unsigned long long)c.seed
                        : (unsigned long long)time(NULL) ^ (unsigned long long)getpid() << 32;

@@ -49,13 +49,20 @@ void sg_auth_submit(struct sg_auth *a, struct sg_auth_req *r);
  * for each completed request and frees it. */
 void sg_auth_drain(struct sg_worker *w);
 
-/* One blocking AMQP login attempt (also used by stockd's --check). Returns
- * 1 accepted, 0 refused, -1 broker unreachable; reason gets a log text. */
+/* One blocking AMQP connect + login attempt with timeout_ms for the TCP
+ * connect, the handshake and each RPC. Returns SG_OK (accepted), SG_EAUTH
+ * (the broker refused these credentials for vhost), SG_EBROKER (the broker
+ * could not be reached or the login failed for another reason: refused
+ * connection, timeout, protocol error) or SG_ENOMEM. reason (cap bytes, the
+ * caller's buffer) always gets a one-line text for the log, never the
+ * password. */
 int sg_auth_broker_login(const char *host, int port, const char *vhost, const char *login,
                          const char *passcode, int timeout_ms, char *reason, size_t cap);
-/* The same, keeping the connection: on 1, *out is a logged-in connection
- * (heartbeat_s negotiated, client capabilities connection.blocked and
- * publisher_confirms announced) that the caller owns. */
+/* The same, keeping the connection: on SG_OK with out != NULL, *out is a
+ * logged-in amqp_connection_state_t (heartbeat_s negotiated, client
+ * capabilities connection.blocked, publisher_confirms and
+ * consumer_cancel_notify announced) that the caller owns. On any other
+ * return *out is untouched. out may be NULL (the connection is closed). */
 int sg_auth_broker_connect(const char *host, int port, const char *vhost, const char *login,
                            const char *passcode, int timeout_ms, int heartbeat_s, void **out,
                            char *reason, size_t cap);

@@ -17,6 +17,7 @@
 #include "gw_config.h"
 #include "http.h"
 #include "stomp_session.h"
+#include "util.h" /* sg_now_ms */
 #include "ws_frame.h"
 #include "ws_handshake.h"
 
@@ -87,9 +88,6 @@ struct sg_server {
 
 /* Runs the server until SIGINT/SIGTERM. Returns a process exit code. */
 int sg_server_run(struct sg_gw_config *cfg);
-
-/* Monotonic milliseconds. */
-uint64_t sg_now_ms(void);
 
 /* conn.c: called by the worker's listener for each accepted socket. */
 void sg_conn_accept(struct sg_worker *w, int fd, const struct sockaddr *sa, int socklen, int tls);

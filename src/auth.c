@@ -1,9 +1,11 @@
 /* auth.c - broker-checked credentials on a small thread pool (see auth.h). */
 #include "auth.h"
 #include "config.h"
+#include "error.h"
 #include "gw_config.h"
 #include "log.h"
 #include "server.h"
+#include "util.h"
 
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
@@ -50,11 +52,11 @@ int sg_auth_broker_connect(const char *host, int port, const char *vhost, const 
                            const char *passcode, int timeout_ms, int heartbeat_s, void **out,
                            char *reason, size_t cap)
 {
-    int rc = -1;
+    int rc = SG_EBROKER;
     amqp_connection_state_t conn = amqp_new_connection();
     if (!conn) {
         snprintf(reason, cap, "out of memory");
-        return -1;
+        return SG_ENOMEM;
     }
     amqp_socket_t *sock = amqp_tcp_socket_new(conn);
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
@@ -95,7 +97,7 @@ int sg_auth_broker_connect(const char *host, int port, const char *vhost, const 
         amqp_login_with_properties(conn, vhost, 0, 131072, heartbeat_s, &client_props,
                                    AMQP_SASL_METHOD_PLAIN, login, passcode);
     if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-        rc = 1;
+        rc = SG_OK;
         snprintf(reason, cap, "ok");
         if (out) {
             *out = conn;
@@ -105,12 +107,12 @@ int sg_auth_broker_connect(const char *host, int port, const char *vhost, const 
     } else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
                r.library_error == AMQP_STATUS_CONNECTION_CLOSED) {
         /* RabbitMQ closes the socket on a bad password (ACCESS_REFUSED) */
-        rc = 0;
+        rc = SG_EAUTH;
         snprintf(reason, cap, "access refused for user \"%s\"", login);
     } else if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
                r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
         amqp_connection_close_t *m = r.reply.decoded;
-        rc = 0;
+        rc = SG_EAUTH;
         snprintf(reason, cap, "refused by broker for user \"%s\": %.*s", login,
                  (int)m->reply_text.len, (const char *)m->reply_text.bytes);
     } else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
@@ -121,13 +123,6 @@ int sg_auth_broker_connect(const char *host, int port, const char *vhost, const 
 out:
     amqp_destroy_connection(conn);
     return rc;
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static void cache_key(struct sg_auth *a, const struct sg_auth_req *r, uint8_t out[32])
@@ -158,7 +153,7 @@ static void check(struct sg_auth *a, struct sg_auth_req *r)
     uint8_t key[32];
     cache_key(a, r, key);
     struct cache_ent *e = &a->cache[((unsigned)key[0] << 8 | key[1]) % CACHE_SLOTS];
-    uint64_t now = now_ms();
+    uint64_t now = sg_now_ms();
     pthread_mutex_lock(&a->lock);
     int hit = !r->keep_conn && e->expires > now && memcmp(e->key, key, 32) == 0;
     int ok = e->ok;
@@ -171,13 +166,14 @@ static void check(struct sg_auth *a, struct sg_auth_req *r)
     int rc = sg_auth_broker_connect(
         a->host, a->port, r->vhost, r->login, r->passcode, (int)a->cfg->broker_timeout_ms,
         r->keep_conn ? 30 : 0, r->keep_conn ? &r->amqp_conn : NULL, r->reason, sizeof r->reason);
-    r->ok = rc == 1;
-    r->broker_down = rc < 0;
-    if (rc >= 0 && a->cfg->auth_cache_ms > 0) {
+    r->ok = rc == SG_OK;
+    r->broker_down = rc != SG_OK && rc != SG_EAUTH;
+    /* only the broker's own verdicts are cached, not outages */
+    if ((rc == SG_OK || rc == SG_EAUTH) && a->cfg->auth_cache_ms > 0) {
         pthread_mutex_lock(&a->lock);
         memcpy(e->key, key, 32);
-        e->ok = rc;
-        e->expires = now + (rc ? (uint64_t)a->cfg->auth_cache_ms : NEG_CACHE_MS);
+        e->ok = rc == SG_OK;
+        e->expires = now + (rc == SG_OK ? (uint64_t)a->cfg->auth_cache_ms : NEG_CACHE_MS);
         pthread_mutex_unlock(&a->lock);
     }
 }
@@ -213,7 +209,7 @@ struct sg_auth *sg_auth_new(const struct sg_gw_config *cfg, int nthreads)
     struct sg_auth *a = calloc(1, sizeof *a);
     if (!a) return NULL;
     a->cfg = cfg;
-    if (sg_config_split_addr(cfg->broker, a->host, sizeof a->host, &a->port) != 0) goto fail;
+    if (sg_config_split_addr(cfg->broker, a->host, sizeof a->host, &a->port) != SG_OK) goto fail;
     if (RAND_bytes(a->salt, sizeof a->salt) != 1) goto fail;
     pthread_mutex_init(&a->lock, NULL);
     pthread_cond_init(&a->cond, NULL);

@@ -1,5 +1,6 @@
 /* gw_config.c - stompgate's option table (one table: file, env, flags). */
 #include "gw_config.h"
+#include "error.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -87,7 +88,7 @@ int sg_gw_config_check(const void *cfg, FILE *err)
     }
     char host[256];
     int port;
-    if (sg_config_split_addr(c->broker, host, sizeof host, &port) != 0 || port == 0) {
+    if (sg_config_split_addr(c->broker, host, sizeof host, &port) != SG_OK || port == 0) {
         fprintf(err, "config: broker: must be host:port (got \"%s\")\n", c->broker);
         errors++;
     }

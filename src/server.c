@@ -1,8 +1,10 @@
 /* server.c - workers, listeners, TLS context, signals (see server.h). */
 #include "server.h"
 #include "auth.h"
+#include "error.h"
 #include "log.h"
 #include "relay.h"
+#include "util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,13 +21,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-uint64_t sg_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- per-IP accounting: a small chained hash table under one mutex. Only
  * used when max_connections_per_ip > 0, so the default path takes no lock. */
@@ -162,7 +157,7 @@ static int resolve(const char *spec, struct sockaddr_storage *ss, socklen_t *len
 {
     char host[256];
     int port;
-    if (sg_config_split_addr(spec, host, sizeof host, &port) != 0) return -1;
+    if (sg_config_split_addr(spec, host, sizeof host, &port) != SG_OK) return -1;
     if (strcmp(host, "localhost") == 0) snprintf(host, sizeof host, "127.0.0.1");
     memset(ss, 0, sizeof *ss);
     struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
