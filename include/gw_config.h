@@ -30,7 +30,8 @@ struct sg_gw_config {
     long long max_subscriptions;
     long long output_buffer_max;
     long long auth_cache_ms;
-    long long prefetch; /* default prefetch-count of queue subscriptions */
+    long long auth_queue_max; /* client logins pending at once (auth.h) */
+    long long prefetch;       /* default prefetch-count of queue subscriptions */
     int nack_requeue;
     long long hold_ms, hold_bytes; /* SENDs held while the broker is away */
     long long reconnect_max_ms;

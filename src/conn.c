@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,6 +255,11 @@ static void serve_metrics(struct sg_conn *c, int head_only)
            atomic_load(&m->slow_consumers));
     METRIC("auth_ok_total", "counter", "Broker-accepted logins.", atomic_load(&m->auth_ok));
     METRIC("auth_refused_total", "counter", "Refused logins.", atomic_load(&m->auth_refused));
+    METRIC("auth_rejected_busy_total", "counter",
+           "CONNECTs refused at once because auth_queue_max logins were pending.",
+           atomic_load(&m->auth_rejected_busy));
+    METRIC("auth_queue_length", "gauge", "Client logins pending (queued or being checked).",
+           sg_auth_queue_length(c->s->auth));
 #undef METRIC
     http_reply(c, 200, "text/plain; version=0.0.4", body, (size_t)n, head_only);
 }
@@ -409,7 +415,17 @@ static void op_authenticate(void *ctx, const char *login, const char *passcode, 
     snprintf(r->passcode, sizeof r->passcode, "%s", passcode ? passcode : "");
     snprintf(r->vhost, sizeof r->vhost, "%s", vhost);
     c->auth = r;
-    sg_auth_submit(c->s->auth, r);
+    if (sg_auth_submit(c->s->auth, r) == SG_EBUSY) {
+        /* auth_queue_max logins already wait for the broker: refuse now
+         * rather than queue behind them (1013: try again later) */
+        c->auth = NULL;
+        OPENSSL_cleanse(r->passcode, sizeof r->passcode);
+        free(r);
+        atomic_fetch_add_explicit(&c->s->m.auth_rejected_busy, 1, memory_order_relaxed);
+        sg_log_sess(SG_LOG_INFO, c->id, "login %s refused: too many logins in progress", login);
+        sg_stomp_session_fail(c->sess, "server busy: too many logins in progress", NULL,
+                              SG_WS_CLOSE_TRY_AGAIN);
+    }
 }
 
 static int op_relay(void *ctx, const struct sg_action *act, const char **errmsg)

@@ -54,6 +54,8 @@ const struct sg_opt sg_gw_options[] = {
     O(max_subscriptions, SG_OPT_INT, "256", 1, 1000000, "subscriptions per session"),
     O(output_buffer_max, SG_OPT_SIZE, "4M", 65536, 1073741824.0, "per-session output bound"),
     O(auth_cache_ms, SG_OPT_INT, "30000", 0, MS, "cache broker login results; 0 = off"),
+    O(auth_queue_max, SG_OPT_INT, "256", 1, 1000000,
+      "client logins pending at once; more are refused (1013)"),
     O(prefetch, SG_OPT_INT, "100", 1, 65535, "default prefetch-count for queue subscriptions"),
     O(nack_requeue, SG_OPT_BOOL, "true", 0, 0, "NACK requeues the message (else dead-letters)"),
     O(hold_ms, SG_OPT_INT, "30000", 0, MS, "hold SENDs this long while the broker is away"),
