@@ -1,6 +1,7 @@
 """The first integration tests: command line, config validation, static files, stockd's
 broker login, and that a test run leaves no daemon behind."""
 
+import json
 import re
 import secrets
 import subprocess
@@ -181,6 +182,30 @@ def test_stockd_bad_password_exits_without_leaking_it(stockd):
     assert rc > 0, f"exit {rc}\n{log}"
     assert re.search(r"access.refused|login", log, re.I), log
     assert password not in log
+
+
+def test_stockd_quote_table_is_bounded(stockd, broker):
+    """max_tracked_symbols=2: a third symbol evicts the least recently requested one (logged
+    at debug) and stockd keeps answering every symbol."""
+    tag = secrets.token_hex(4)
+    work, result = f"stocks.work.{tag}", f"stocks.result.{tag}"
+    d = stockd(work_queue=work, result_queue=result, max_tracked_symbols=2, seed=7)
+    try:
+        broker.publish(work, json.dumps({"stocks": ["AAPL", "MSFT"]}))
+        assert [q["symbol"] for q in json.loads(broker.get(result))] == ["AAPL", "MSFT"]
+        broker.publish(work, json.dumps({"stocks": ["MSFT", "GOOG"]}))  # AAPL is the oldest
+        quotes = json.loads(broker.get(result))
+        assert [q["symbol"] for q in quotes] == ["MSFT", "GOOG"]
+        assert 548.0 <= quotes[1]["price"] <= 552.0  # GOOG starts at 550.00
+        d.wait_log(r"quote table full \(2 symbols\): forgot AAPL for GOOG \(1 evicted\)")
+        broker.publish(work, json.dumps({"stocks": ["AAPL"]}))
+        assert [q["symbol"] for q in json.loads(broker.get(result))] == ["AAPL"]
+        d.wait_log(r"forgot MSFT for AAPL \(2 evicted\)")
+        d.stop()
+        assert re.search(r"quote table: 2 symbols, 2 evicted", d.log()), d.log_tail(20)
+    finally:
+        broker.delete_queue(work)
+        broker.delete_queue(result)
 
 
 # ---------------------------------------------------------------- no leftovers
