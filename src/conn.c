@@ -20,6 +20,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/crypto.h>
@@ -269,10 +270,20 @@ static const char *SEC_HEADERS =
     "Content-Security-Policy: default-src 'self'; connect-src 'self' ws: wss:; "
     "frame-ancestors 'none'\r\nReferrer-Policy: no-referrer\r\n";
 
+/* realpath + prefix check: symlinks may not lead outside client_dir.
+ * Returns 1 with real (PATH_MAX bytes) and *st set if path resolves to
+ * something under root, else 0. */
+static int resolve_under_root(const char *root, const char *path, char *real, struct stat *st)
+{
+    size_t rl = strlen(root);
+    return realpath(path, real) && strncmp(real, root, rl) == 0 && real[rl] == '/' &&
+           stat(real, st) == 0;
+}
+
 static void serve_file(struct sg_conn *c, const char *path, int head_only)
 {
     const char *root = c->s->client_root;
-    char full[8192], real[4096];
+    char full[8192], real[PATH_MAX];
     if (!root[0]) {
         http_error(c, 404, "not found");
         return;
@@ -280,30 +291,19 @@ static void serve_file(struct sg_conn *c, const char *path, int head_only)
     size_t pl = strlen(path);
     int fl = snprintf(full, sizeof full, "%s%s%s", root, path,
                       (pl && path[pl - 1] == '/') ? "index.html" : "");
-    if (fl < 0 || (size_t)fl >= sizeof full) {
-        http_error(c, 404, "not found");
-        return;
-    }
-    /* realpath + prefix check: symlinks may not lead outside client_dir */
-    size_t rl = strlen(root);
     struct stat st;
-    if (!realpath(full, real) || strncmp(real, root, rl) != 0 || real[rl] != '/' ||
-        stat(real, &st) != 0) {
+    if (fl < 0 || (size_t)fl >= sizeof full || !resolve_under_root(root, full, real, &st)) {
         http_error(c, 404, "not found");
         return;
     }
     if (S_ISDIR(st.st_mode)) {
-        /* a directory without trailing slash: its index.html */
+        /* a directory without trailing slash: its index.html, which may be
+         * a symlink too, so it is resolved and checked like any path */
         fl = snprintf(full, sizeof full, "%s/index.html", real);
-        if (fl < 0 || (size_t)fl >= sizeof full || stat(full, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (fl < 0 || (size_t)fl >= sizeof full || !resolve_under_root(root, full, real, &st)) {
             http_error(c, 404, "not found");
             return;
         }
-        if (strlen(full) >= sizeof real) {
-            http_error(c, 404, "not found");
-            return;
-        }
-        memcpy(real, full, strlen(full) + 1);
     }
     if (!S_ISREG(st.st_mode)) {
         http_error(c, 404, "not found");
