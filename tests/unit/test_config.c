@@ -1084,6 +1084,20 @@ static const struct split_case split_cases[] = {
     {"", SG_ECONFIG, NULL, 0},
 };
 
+/* ---- sg_log_level_parse ------------------------------------------------------- */
+
+static void test_log_level_parse(void **state)
+{
+    (void)state;
+    assert_int_equal(sg_log_level_parse("debug"), SG_LOG_DEBUG);
+    assert_int_equal(sg_log_level_parse("INFO"), SG_LOG_INFO);
+    assert_int_equal(sg_log_level_parse("warn"), SG_LOG_WARN);
+    assert_int_equal(sg_log_level_parse("Error"), SG_LOG_ERROR);
+    assert_int_equal(sg_log_level_parse("none"), SG_LOG_NONE);
+    assert_int_equal(sg_log_level_parse("loudest"), SG_ECONFIG);
+    assert_int_equal(sg_log_level_parse(""), SG_ECONFIG);
+}
+
 static void test_split_addr(void **state)
 {
     (void)state;
@@ -1481,6 +1495,7 @@ int main(void)
         cmocka_unit_test(test_long_lines),
         cmocka_unit_test(test_config_file_options),
         cmocka_unit_test(test_cli_flags),
+        cmocka_unit_test(test_log_level_parse),
         cmocka_unit_test(test_split_addr),
         cmocka_unit_test(test_split_addr_wildcard_small_cap),
         cmocka_unit_test(test_size_negative_overflow),
