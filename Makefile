@@ -58,9 +58,16 @@ $(BINDIR)/stompgate: $(OBJDIR)/src/main.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BINDIR)/stockd: $(OBJDIR)/daemon/stockd.o $(LIB)
+# stockd's own modules (daemon/*.c but its main), also linked into their unit tests
+STOCKD_OBJ := $(patsubst %.c,$(OBJDIR)/%.o,$(filter-out daemon/stockd.c,$(wildcard daemon/*.c)))
+
+$(BINDIR)/stockd: $(OBJDIR)/daemon/stockd.o $(STOCKD_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(OBJDIR)/daemon/%.o: CFLAGS += -Idaemon
+$(OBJDIR)/tests/unit/test_quotes.o: CFLAGS += -Idaemon
+$(BINDIR)/tests/test_quotes: $(OBJDIR)/daemon/quotes.o
 
 $(BINDIR)/tests/test_%: $(OBJDIR)/tests/unit/test_%.o $(LIB)
 	@mkdir -p $(dir $@)
@@ -102,10 +109,11 @@ bench: deps
 	@bash bench/run.sh
 
 format:
-	clang-format -i src/*.c include/*.h daemon/*.c tests/unit/*.c tests/fuzz/*.c
+	clang-format -i src/*.c include/*.h daemon/*.c daemon/*.h tests/unit/*.c tests/fuzz/*.c
 
 check-format:
-	@clang-format --dry-run --Werror src/*.c include/*.h daemon/*.c tests/unit/*.c tests/fuzz/*.c \
+	@clang-format --dry-run --Werror src/*.c include/*.h daemon/*.c daemon/*.h tests/unit/*.c \
+	    tests/fuzz/*.c \
 	    && echo "format: clean (.clang-format)"
 
 PREFIX ?= /usr/local

@@ -6,14 +6,18 @@
  * a fanout exchange when result_exchange is set (several bridges), always
  * persistent and application/json. Prices come from a seeded random walk:
  * the book's start prices for its five symbols, a plausible start price for
- * any other valid symbol, and steps in [-1.50, +1.50].
+ * any other valid symbol, and steps in [-1.50, +1.50]. The walks live in a
+ * bounded table (quotes.h): past max_tracked_symbols the least recently
+ * requested symbol is forgotten, so made-up symbols cannot grow it.
  *
  * stockd is a single-threaded blocking AMQP client: it owns its process, so
  * rabbitmq-c's blocking RPCs are fine here (unlike inside stompgate).
  */
 #include "auth.h"
 #include "config.h"
+#include "error.h"
 #include "log.h"
+#include "quotes.h"
 
 #include <amqp.h>
 #include <ctype.h>
@@ -32,7 +36,7 @@ struct stockd_config {
     char *broker, *broker_vhost, *broker_user, *broker_password;
     int log_level;
     char *work_queue, *result_queue, *result_exchange;
-    long long prefetch, seed, max_symbols, broker_timeout_ms, max_message;
+    long long prefetch, seed, max_symbols, max_tracked_symbols, broker_timeout_ms, max_message;
 };
 
 #define O(name, type, def, min, max, help)                                                         \
@@ -52,6 +56,8 @@ static const struct sg_opt options[] = {
     O(prefetch, SG_OPT_INT, "10", 1, 65535, "unacknowledged work messages in flight"),
     O(seed, SG_OPT_INT, "0", 0, 4294967295.0, "random walk seed; 0 = time based"),
     O(max_symbols, SG_OPT_INT, "1000", 1, 100000, "symbols per work message"),
+    O(max_tracked_symbols, SG_OPT_INT, "10000", 1, 10000000,
+      "price walks kept; past it the least recently requested is forgotten"),
     O(max_message, SG_OPT_SIZE, "1M", 64, 67108864, "largest work message accepted"),
     {0},
 };
@@ -61,7 +67,7 @@ static int check_config(const void *cfg, FILE *err)
     const struct stockd_config *c = cfg;
     char host[256];
     int port;
-    if (sg_config_split_addr(c->broker, host, sizeof host, &port) != 0 || !port) {
+    if (sg_config_split_addr(c->broker, host, sizeof host, &port) != SG_OK || !port) {
         fprintf(err, "config: broker: must be host:port (got \"%s\")\n", c->broker);
         return 1;
     }
@@ -75,12 +81,7 @@ static void on_signal(int sig)
 }
 
 /* ---- the random walk */
-struct quote {
-    char sym[16];
-    double price;
-};
-static struct quote *quotes;
-static size_t nquotes, capquotes;
+static struct sg_quotes *quotes;
 static unsigned long long rng_state;
 
 static double rnd(void) /* xorshift64*, uniform in [0,1) */
@@ -101,42 +102,16 @@ static int symbol_valid(const char *s)
     return 1;
 }
 
-static double start_price(const char *sym)
-{
-    static const struct {
-        const char *s;
-        double p;
-    } book[] = {
-        {"AAPL", 95.00}, {"MSFT", 50.00}, {"AMZN", 300.00}, {"GOOG", 550.00}, {"YHOO", 35.00}};
-    for (size_t i = 0; i < sizeof book / sizeof book[0]; i++)
-        if (!strcmp(book[i].s, sym)) return book[i].p;
-    unsigned h = 2166136261u;
-    for (const char *p = sym; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    return 10.0 + (double)(h % 49000) / 100.0; /* 10.00 .. 499.99, stable per symbol */
-}
-
 static double next_price(const char *sym)
 {
-    struct quote *q = NULL;
-    for (size_t i = 0; i < nquotes; i++)
-        if (!strcmp(quotes[i].sym, sym)) q = &quotes[i];
-    if (!q) {
-        if (nquotes == capquotes) {
-            size_t cap = capquotes ? capquotes * 2 : 64;
-            struct quote *nq = realloc(quotes, cap * sizeof *nq);
-            if (!nq) return start_price(sym);
-            quotes = nq;
-            capquotes = cap;
-        }
-        q = &quotes[nquotes++];
-        snprintf(q->sym, sizeof q->sym, "%s", sym);
-        q->price = start_price(sym);
-    }
-    q->price += rnd() * 3.0 - 1.5;
-    if (q->price < 0.01) q->price = 0.01;
-    q->price = round(q->price * 100.0) / 100.0;
-    return q->price;
+    struct sg_quote_result res;
+    if (sg_quotes_next(quotes, sym, rnd() * 3.0 - 1.5, &res) != SG_OK)
+        return sg_quotes_start_price(sym); /* out of memory: serve, do not remember */
+    if (res.evicted)
+        sg_log(SG_LOG_DEBUG, "quote table full (%zu symbols): forgot %s for %s (%llu evicted)",
+               sg_quotes_count(quotes), res.evicted_sym, sym,
+               (unsigned long long)sg_quotes_evictions(quotes));
+    return res.price;
 }
 
 /* ---- AMQP */
@@ -179,12 +154,12 @@ static int connect_broker(const struct stockd_config *c, amqp_connection_state_t
      * that stompgate's auth threads use */
     int rc = sg_auth_broker_connect(host, port, c->broker_vhost, c->broker_user, c->broker_password,
                                     (int)c->broker_timeout_ms, 30, &login, why, sizeof why);
-    if (rc == 0) {
+    if (rc == SG_EAUTH) {
         sg_log(SG_LOG_ERROR, "broker login refused (access refused) for user %s on vhost %s: %s",
                c->broker_user, c->broker_vhost, why);
         return CONN_FATAL;
     }
-    if (rc < 0) {
+    if (rc != SG_OK) {
         sg_log(SG_LOG_WARN, "cannot connect to broker %s: %s", c->broker, why);
         return CONN_RETRY;
     }
@@ -305,12 +280,18 @@ int main(int argc, char **argv)
     };
     struct stockd_config c;
     memset(&c, 0, sizeof c);
-    int exit_code = sg_config_main(&prog, &c, argc, argv);
-    if (exit_code >= 0) return exit_code;
+    int exit_code;
+    if (sg_config_main(&prog, &c, argc, argv, &exit_code) != SG_OK) return exit_code;
     sg_log_init("stockd", (enum sg_log_level)c.log_level);
     rng_state = c.seed ? (unsigned long long)c.seed
                        : (unsigned long long)time(NULL) ^ (unsigned long long)getpid() << 32;
     if (!rng_state) rng_state = 88172645463325252ULL;
+    quotes = sg_quotes_new((size_t)c.max_tracked_symbols);
+    if (!quotes) {
+        sg_log(SG_LOG_ERROR, "out of memory");
+        sg_config_free(options, &c);
+        return 1;
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -346,7 +327,10 @@ int main(int argc, char **argv)
         amqp_destroy_connection(conn);
     }
     if (!rc) sg_log(SG_LOG_INFO, "stopped");
-    free(quotes);
+    if (quotes)
+        sg_log(SG_LOG_INFO, "quote table: %zu symbols, %llu evicted", sg_quotes_count(quotes),
+               (unsigned long long)sg_quotes_evictions(quotes));
+    sg_quotes_free(quotes);
     sg_config_free(options, &c);
     return rc;
 }

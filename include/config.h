@@ -72,13 +72,21 @@ struct sg_program {
 };
 
 /* The whole command-line front of a daemon: loads cfg, then answers --help
- * and --version (exit 0), reports configuration errors (exit 2) and
- * --check-config (exit 0). Returns -1 when the program should run; any
- * other value is the exit code, and cfg has been freed. */
-int sg_config_main(const struct sg_program *prog, void *cfg, int argc, char **argv);
+ * and --version, reports configuration errors (on stderr, one line each)
+ * and answers --check-config. Returns:
+ *   SG_OK      the program should run: cfg is loaded (the caller frees it
+ *              with sg_config_free); *exit_code is 0
+ *   SG_DONE    --help, --version or a clean --check-config was answered:
+ *              exit with *exit_code (0)
+ *   SG_ECONFIG configuration errors were printed: exit with *exit_code (2)
+ * On SG_DONE and SG_ECONFIG cfg has been freed. */
+int sg_config_main(const struct sg_program *prog, void *cfg, int argc, char **argv, int *exit_code);
 
-/* Splits "host:port" / "[v6]:port" into host (cap bytes) and port. Returns 0
- * or -1 for a malformed value. "*" and "" hosts become "0.0.0.0". */
+/* Splits "host:port" / "[v6]:port" into host (cap bytes, NUL included) and
+ * port (0-65535). "*" and "" hosts become "0.0.0.0"; the host is not
+ * otherwise validated. Returns SG_OK; SG_ECONFIG for a malformed value (no
+ * port, a bad or out-of-range port, an unbracketed IPv6 address); SG_ETOOBIG
+ * if the host does not fit cap. On error host and *port are unchanged. */
 int sg_config_split_addr(const char *s, char *host, size_t cap, int *port);
 
 #endif

@@ -32,6 +32,7 @@ struct sg_gw_config {
     long long max_tx, max_tx_bytes; /* transactions per session, bytes held per transaction */
     long long output_buffer_max;
     long long auth_cache_ms;
+    long long auth_queue_max;       /* client logins pending at once (auth.h) */
     long long prefetch;             /* default prefetch-count of queue subscriptions */
     long long max_prefetch;         /* bound on prefetch-count (0 = the plugin's "unlimited") */
     long long max_pending_receipts; /* per session */

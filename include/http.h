@@ -77,24 +77,29 @@ struct sg_http_request {
 ssize_t sg_http_parse_request(const char *buf, size_t len, struct sg_http_request *req,
                               const struct sg_http_limits *lim);
 
-/* Finds a header by case-insensitive name; returns the first match or NULL. */
+/* Finds a header by name, ASCII case-insensitively (sg_ascii_casecmp);
+ * returns the first match (a view into req) or NULL. */
 const struct sg_http_header *sg_http_find(const struct sg_http_request *req, const char *name);
 /* Counts headers with that name (e.g. to reject duplicate Sec-WebSocket-Key). */
 size_t sg_http_count(const struct sg_http_request *req, const char *name);
 
-/* 1 if the comma-separated token list `value` contains `token`
- * (case-insensitive, OWS around elements ignored). */
-int sg_http_list_has(const char *value, size_t len, const char *token);
+/* 1 if the comma-separated token list value[0..len) contains `token`
+ * (ASCII case-insensitive, OWS around elements ignored), else 0. */
+int sg_http_is_in_list(const char *value, size_t len, const char *token);
 
-/* Reason phrase for a status code ("Bad Request"), "Unknown" otherwise. */
+/* Reason phrase for a status code ("Bad Request"), "Unknown" otherwise; a
+ * static string. */
 const char *sg_http_reason(int status);
 
-/* Path part of a target (before '?'), percent-decoded into out (cap bytes,
- * NUL-terminated). Returns SG_OK, SG_EHTTP for a target that does not start
- * with '/' (not origin-form), contains "%00", a bad escape ('%' not followed
- * by two hex digits), or a ".." segment after decoding (path traversal, so
- * "%2e%2e" and "%2f" tricks are caught), or SG_ETOOBIG if the decoded path
- * and its NUL do not fit in cap. On error out is "" (when cap > 0). */
+/* Path part of a target (before '?'), percent-decoded (sg_pct_decode) into
+ * out (cap bytes, NUL-terminated); an absolute-form target ("http://host/p")
+ * gives its path. Returns SG_OK, SG_EHTTP for a target that does not start
+ * with '/' (not origin-form), contains a NUL (raw or "%00"), a bad escape
+ * ('%' not followed by two hex digits), or a ".." segment after decoding
+ * (path traversal, so "%2e%2e" and "%2f" tricks are caught; "%2F" is
+ * otherwise a '/' like any other), or SG_ETOOBIG if the decoded path and
+ * its NUL do not fit in cap (a malformed path is SG_EHTTP whatever cap is).
+ * On error out is "" (when cap > 0). */
 int sg_http_path(const char *target, size_t len, char *out, size_t cap);
 
 /* Content type for a file name by extension, case-insensitive ("text/html;

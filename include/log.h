@@ -14,7 +14,8 @@ extern volatile int sg_log_level_current;
 
 /* Program name used in the log prefix (borrowed; must outlive logging). */
 void sg_log_init(const char *progname, enum sg_log_level level);
-/* Parses "debug" | "info" | "warn" | "error" | "none"; returns -1 if unknown. */
+/* Parses "debug" | "info" | "warn" | "error" | "none" (any case). Returns
+ * the enum sg_log_level value (>= 0), or SG_ECONFIG if s is none of them. */
 int sg_log_level_parse(const char *s);
 /* Routes libevent's own messages through sg_log. */
 void sg_log_hook_libevent(void);

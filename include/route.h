@@ -12,8 +12,8 @@
  *   /temp-queue/X       only in reply-to (and as MESSAGE destination of replies)
  *   /reply-queue/NAME   SEND only: default exchange, routing key NAME (how a
  *                       responder answers a /temp-queue reply-to)
- * NAME, KEY, EX and X are percent-decoded ("%2F" -> "/"; "%" must be
- * followed by two hex digits), must be non-empty (except KEY in /exchange/EX
+ * NAME, KEY, EX and X are percent-decoded by sg_pct_decode (util.h: "%2F"
+ * -> "/"; "%" must be followed by two hex digits), must be non-empty (except KEY in /exchange/EX
  * and /exchange/EX/), at most 255 bytes after decoding (AMQP shortstr), and
  * contain no NUL ("%00") or control characters (< 0x20 or 0x7f, literal or
  * escaped). NAME (of /queue, /amq/queue, /reply-queue) and X must not contain
@@ -66,11 +66,5 @@ enum sg_route_use { SG_ROUTE_FOR_SEND = 0, SG_ROUTE_FOR_SUBSCRIBE = 1, SG_ROUTE_
  * caller then passes the reply-to value on verbatim), while a malformed
  * /temp-queue/X gives SG_EDEST with its own reason. */
 int sg_route_parse(const char *dest, enum sg_route_use use, struct sg_route *out, const char **why);
-
-/* Percent-decodes src[0..len) into out (cap bytes, NUL-terminated). Returns
- * the decoded length, or -1 for a bad escape, %00, or overflow (decoded
- * length > cap - 1); out's content is unspecified after -1. src may hold
- * any bytes (no control-character check here: sg_route_parse does that). */
-int sg_route_unescape(const char *src, size_t len, char *out, size_t cap);
 
 #endif

@@ -17,6 +17,7 @@
 #include "gw_config.h"
 #include "http.h"
 #include "stomp_session.h"
+#include "util.h" /* sg_now_ms */
 #include "ws_frame.h"
 #include "ws_handshake.h"
 #include "metrics.h"

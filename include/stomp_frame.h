@@ -69,7 +69,7 @@ enum sg_stomp_cmd {
     SG_STOMP_ERROR,
 };
 
-/* "CONNECT", ... ; NULL for NONE/out of range */
+/* "CONNECT", ... (a static string); NULL for NONE/out of range */
 const char *sg_stomp_cmd_name(enum sg_stomp_cmd c);
 /* Parses a command name (exact, case-sensitive); SG_STOMP_NONE if unknown. */
 enum sg_stomp_cmd sg_stomp_cmd_parse(const char *s, size_t len);
@@ -93,8 +93,10 @@ struct sg_stomp_frame {
 
 /* First header with this key (exact, case-sensitive), or NULL. */
 const struct sg_stomp_header *sg_stomp_header(const struct sg_stomp_frame *f, const char *key);
-/* Copies a header value into out (cap bytes, NUL-terminated). Returns 1 if the
- * header exists and fits, 0 if absent, -1 if too long. */
+/* Copies the value of the first header with this key into out (cap bytes,
+ * NUL-terminated). Returns SG_OK; SG_ENOKEY if the frame has no such header;
+ * SG_ETOOBIG if the value and its NUL do not fit cap. On error out is
+ * unchanged. */
 int sg_stomp_header_copy(const struct sg_stomp_frame *f, const char *key, char *out, size_t cap);
 
 /* Defaults: no stricter than RabbitMQ's web_stomp, which delivers 16 MiB
@@ -155,11 +157,11 @@ void sg_stomp_dec_reset(struct sg_stomp_dec *d);
 void sg_stomp_dec_set_limits(struct sg_stomp_dec *d, const struct sg_stomp_limits *lim);
 
 /* Decodes from in[0..len). Returns bytes consumed (>= 0) and fills *ev
- * (SG_STOMP_EV_NONE: all consumed, need more). Call again with the rest of
- * the input while it returns events. On error returns a negative sg_err
- * (SG_ESTOMP, SG_ETOOBIG, SG_ETOOMANY, SG_ELINE, SG_ENOMEM) and sets
- * d->error (static, one line); the decoder must not be used again (it keeps
- * returning the error). */
+ * (SG_STOMP_EV_NONE: all consumed, need more; the decoder never returns
+ * SG_AGAIN). Call again with the rest of the input while it returns events.
+ * On error returns a negative sg_err (SG_ESTOMP, SG_ETOOBIG, SG_ETOOMANY,
+ * SG_ELINE, SG_ENOMEM) and sets d->error (a static string, one line); the
+ * decoder must not be used again (it keeps returning the error). */
 ssize_t sg_stomp_decode(struct sg_stomp_dec *d, const uint8_t *in, size_t len,
                         struct sg_stomp_event *ev);
 

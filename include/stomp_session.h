@@ -145,7 +145,9 @@ struct sg_stomp_session_ops {
     /* Perform an action. Returns SG_OK when done (the session sends the
      * RECEIPT if one was asked for), SG_AGAIN when the relay will answer
      * later with sg_stomp_session_receipt()/sg_stomp_session_fail(), or a
-     * negative sg_err with *errmsg set to the text for the ERROR frame. */
+     * negative sg_err with *errmsg set to the text for the ERROR frame
+     * (NULL: sg_strerror's); it need only stay valid until the op returns,
+     * the session copies it into the ERROR frame at once. */
     int (*relay)(void *ctx, const struct sg_action *act, const char **errmsg);
 };
 

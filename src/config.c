@@ -1,5 +1,6 @@
 /* config.c - option-table configuration loader (see config.h). */
 #include "config.h"
+#include "error.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -52,36 +53,37 @@ int sg_config_split_addr(const char *s, char *host, size_t cap, int *port)
     const char *h = s;
     if (s[0] == '[') {
         const char *rb = strchr(s, ']');
-        if (!rb || rb[1] != ':') return -1;
+        if (!rb || rb[1] != ':') return SG_ECONFIG;
         h = s + 1;
         hl = (size_t)(rb - h);
         colon = rb + 1;
     } else {
         colon = strrchr(s, ':');
-        if (!colon) return -1;
+        if (!colon) return SG_ECONFIG;
         hl = (size_t)(colon - s);
-        if (memchr(s, ':', hl)) return -1; /* bare IPv6 must be bracketed */
+        if (memchr(s, ':', hl)) return SG_ECONFIG; /* bare IPv6 must be bracketed */
     }
-    if (hl + 1 > cap) return -1;
-    memcpy(host, h, hl);
-    host[hl] = 0;
     char *end;
     errno = 0;
     long p = strtol(colon + 1, &end, 10);
-    if (errno || end == colon + 1 || *end || p < 0 || p > 65535) return -1;
-    *port = (int)p;
-    if (hl == 0 || strcmp(host, "*") == 0) {
-        if (cap < sizeof "0.0.0.0") return -1;
+    if (errno || end == colon + 1 || *end || p < 0 || p > 65535) return SG_ECONFIG;
+    int wildcard = hl == 0 || (hl == 1 && h[0] == '*');
+    if ((wildcard ? sizeof "0.0.0.0" : hl + 1) > cap) return SG_ETOOBIG;
+    if (wildcard) {
         memcpy(host, "0.0.0.0", sizeof "0.0.0.0");
+    } else {
+        memcpy(host, h, hl);
+        host[hl] = 0;
     }
-    return 0;
+    *port = (int)p;
+    return SG_OK;
 }
 
 static int addr_valid(const char *s)
 {
     char host[256];
     int port;
-    if (sg_config_split_addr(s, host, sizeof host, &port) != 0) return 0;
+    if (sg_config_split_addr(s, host, sizeof host, &port) != SG_OK) return 0;
     unsigned char tmp[16];
     if (strcmp(host, "localhost") == 0) return 1;
     return inet_pton(AF_INET, host, tmp) == 1 || inet_pton(AF_INET6, host, tmp) == 1;
@@ -382,29 +384,31 @@ void sg_config_usage(const struct sg_opt *table, const char *prog, const char *s
         fprintf(out, "  %-26s %s [default: %s]\n", o->name, o->help, o->def ? o->def : "");
 }
 
-int sg_config_main(const struct sg_program *prog, void *cfg, int argc, char **argv)
+int sg_config_main(const struct sg_program *prog, void *cfg, int argc, char **argv, int *exit_code)
 {
     struct sg_cli cli;
     int errors = sg_config_load(prog->table, cfg, prog->env_prefix, prog->default_file, argc, argv,
                                 &cli, stderr);
-    int rc = -1;
+    int rc = SG_OK;
+    *exit_code = 0;
     if (cli.help) {
         sg_config_usage(prog->table, prog->name, prog->summary, prog->env_prefix, stdout);
-        rc = 0;
+        rc = SG_DONE;
     } else if (cli.version) {
         printf("%s %s\n", prog->name, SG_VERSION);
-        rc = 0;
+        rc = SG_DONE;
     } else {
         if (!errors && prog->check) errors += prog->check(cfg, stderr);
         if (errors) {
             fprintf(stderr, "%s: %d configuration error%s\n", prog->name, errors,
                     errors == 1 ? "" : "s");
-            rc = 2;
+            rc = SG_ECONFIG;
+            *exit_code = 2;
         } else if (cli.check_config) {
             printf("%s: configuration ok\n", prog->name);
-            rc = 0;
+            rc = SG_DONE;
         }
     }
-    if (rc >= 0) sg_config_free(prog->table, cfg);
+    if (rc != SG_OK) sg_config_free(prog->table, cfg);
     return rc;
 }

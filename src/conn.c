@@ -22,8 +22,10 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,6 +258,11 @@ static void serve_metrics(struct sg_conn *c, int head_only)
            atomic_load(&m->slow_consumers));
     METRIC("auth_ok_total", "counter", "Broker-accepted logins.", atomic_load(&m->auth_ok));
     METRIC("auth_refused_total", "counter", "Refused logins.", atomic_load(&m->auth_refused));
+    METRIC("auth_rejected_busy_total", "counter",
+           "CONNECTs refused at once because auth_queue_max logins were pending.",
+           atomic_load(&m->auth_rejected_busy));
+    METRIC("auth_queue_length", "gauge", "Client logins pending (queued or being checked).",
+           sg_auth_queue_length(c->s->auth));
 #undef METRIC
     http_reply(c, 200, "text/plain; version=0.0.4", body, (size_t)n, head_only);
 }
@@ -265,10 +272,20 @@ static const char *SEC_HEADERS =
     "Content-Security-Policy: default-src 'self'; connect-src 'self' ws: wss:; "
     "frame-ancestors 'none'\r\nReferrer-Policy: no-referrer\r\n";
 
+/* realpath + prefix check: symlinks may not lead outside client_dir.
+ * Returns 1 with real (PATH_MAX bytes) and *st set if path resolves to
+ * something under root, else 0. */
+static int resolve_under_root(const char *root, const char *path, char *real, struct stat *st)
+{
+    size_t rl = strlen(root);
+    return realpath(path, real) && strncmp(real, root, rl) == 0 && real[rl] == '/' &&
+           stat(real, st) == 0;
+}
+
 static void serve_file(struct sg_conn *c, const char *path, int head_only)
 {
     const char *root = c->s->client_root;
-    char full[8192], real[4096];
+    char full[8192], real[PATH_MAX];
     if (!root[0]) {
         http_error(c, 404, "not found");
         return;
@@ -276,30 +293,19 @@ static void serve_file(struct sg_conn *c, const char *path, int head_only)
     size_t pl = strlen(path);
     int fl = snprintf(full, sizeof full, "%s%s%s", root, path,
                       (pl && path[pl - 1] == '/') ? "index.html" : "");
-    if (fl < 0 || (size_t)fl >= sizeof full) {
-        http_error(c, 404, "not found");
-        return;
-    }
-    /* realpath + prefix check: symlinks may not lead outside client_dir */
-    size_t rl = strlen(root);
     struct stat st;
-    if (!realpath(full, real) || strncmp(real, root, rl) != 0 || real[rl] != '/' ||
-        stat(real, &st) != 0) {
+    if (fl < 0 || (size_t)fl >= sizeof full || !resolve_under_root(root, full, real, &st)) {
         http_error(c, 404, "not found");
         return;
     }
     if (S_ISDIR(st.st_mode)) {
-        /* a directory without trailing slash: its index.html */
+        /* a directory without trailing slash: its index.html, which may be
+         * a symlink too, so it is resolved and checked like any path */
         fl = snprintf(full, sizeof full, "%s/index.html", real);
-        if (fl < 0 || (size_t)fl >= sizeof full || stat(full, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (fl < 0 || (size_t)fl >= sizeof full || !resolve_under_root(root, full, real, &st)) {
             http_error(c, 404, "not found");
             return;
         }
-        if (strlen(full) >= sizeof real) {
-            http_error(c, 404, "not found");
-            return;
-        }
-        memcpy(real, full, strlen(full) + 1);
     }
     if (!S_ISREG(st.st_mode)) {
         http_error(c, 404, "not found");
@@ -411,7 +417,17 @@ static void op_authenticate(void *ctx, const char *login, const char *passcode, 
     snprintf(r->passcode, sizeof r->passcode, "%s", passcode ? passcode : "");
     snprintf(r->vhost, sizeof r->vhost, "%s", vhost);
     c->auth = r;
-    sg_auth_submit(c->s->auth, r);
+    if (sg_auth_submit(c->s->auth, r) == SG_EBUSY) {
+        /* auth_queue_max logins already wait for the broker: refuse now
+         * rather than queue behind them (1013: try again later) */
+        c->auth = NULL;
+        OPENSSL_cleanse(r->passcode, sizeof r->passcode);
+        free(r);
+        atomic_fetch_add_explicit(&c->s->m.auth_rejected_busy, 1, memory_order_relaxed);
+        sg_log_sess(SG_LOG_INFO, c->id, "login %s refused: too many logins in progress", login);
+        sg_stomp_session_fail(c->sess, "server busy: too many logins in progress", NULL,
+                              SG_WS_CLOSE_TRY_AGAIN);
+    }
 }
 
 static int op_relay(void *ctx, const struct sg_action *act, const char **errmsg)

@@ -8,6 +8,8 @@ const char *sg_strerror(int err)
         return "ok";
     case SG_AGAIN:
         return "need more input";
+    case SG_DONE:
+        return "already answered";
     case SG_EPROTO:
         return "protocol error";
     case SG_EHTTP:
@@ -28,6 +30,10 @@ const char *sg_strerror(int err)
         return "invalid destination";
     case SG_EAUTH:
         return "access refused";
+    case SG_EESCAPE:
+        return "bad percent-escape";
+    case SG_ENUL:
+        return "NUL byte";
     case SG_ELIMIT:
         return "limit exceeded";
     case SG_ETOOBIG:
@@ -38,10 +44,12 @@ const char *sg_strerror(int err)
         return "line too long";
     case SG_ETIMEOUT:
         return "timed out";
+    case SG_EBUSY:
+        return "busy, try again later";
     case SG_ECONFIG:
         return "bad configuration value";
     case SG_ENOKEY:
-        return "unknown configuration key";
+        return "no such key";
     case SG_EIO:
         return "I/O error";
     case SG_EBROKER:

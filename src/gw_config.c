@@ -1,5 +1,6 @@
 /* gw_config.c - stompgate's option table (one table: file, env, flags). */
 #include "gw_config.h"
+#include "error.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -60,6 +61,8 @@ const struct sg_opt sg_gw_options[] = {
     O(max_tx_bytes, SG_OPT_SIZE, "4M", 1024, 1073741824.0, "bytes held per transaction"),
     O(output_buffer_max, SG_OPT_SIZE, "4M", 65536, 1073741824.0, "per-session output bound"),
     O(auth_cache_ms, SG_OPT_INT, "30000", 0, MS, "cache broker login results; 0 = off"),
+    O(auth_queue_max, SG_OPT_INT, "256", 1, 1000000,
+      "client logins pending at once; more are refused (1013)"),
     O(prefetch, SG_OPT_INT, "100", 1, 65535, "default prefetch-count for queue subscriptions"),
     O(max_prefetch, SG_OPT_INT, "1000", 1, 65535,
       "bound on prefetch-count; prefetch-count:0 (unlimited in RabbitMQ) means this"),
@@ -102,7 +105,7 @@ int sg_gw_config_check(const void *cfg, FILE *err)
     }
     char host[256];
     int port;
-    if (sg_config_split_addr(c->broker, host, sizeof host, &port) != 0 || port == 0) {
+    if (sg_config_split_addr(c->broker, host, sizeof host, &port) != SG_OK || port == 0) {
         fprintf(err, "config: broker: must be host:port (got \"%s\")\n", c->broker);
         errors++;
     }

@@ -15,10 +15,10 @@
  */
 #include "http.h"
 #include "error.h"
+#include "util.h"
 
 #include <limits.h>
 #include <string.h>
-#include <strings.h>
 
 /* RFC 9110 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
  * "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
@@ -39,17 +39,10 @@ static int is_digit(unsigned char c)
     return c >= '0' && c <= '9';
 }
 
-static unsigned char lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
-}
-
+/* RFC 9110 5.1: field names are case-insensitive (ASCII) */
 static int ieq(const char *a, size_t alen, const char *b, size_t blen)
 {
-    if (alen != blen) return 0;
-    for (size_t i = 0; i < alen; i++)
-        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i])) return 0;
-    return 1;
+    return sg_ascii_casecmp(a, alen, b, blen) == 0;
 }
 
 static ssize_t fail(struct sg_http_request *req, int err, int status, const char *why)
@@ -271,7 +264,7 @@ size_t sg_http_count(const struct sg_http_request *req, const char *name)
 
 /* RFC 9110 5.6.1: #element lists; empty elements are allowed and ignored,
  * OWS surrounds the commas. */
-int sg_http_list_has(const char *value, size_t len, const char *token)
+int sg_http_is_in_list(const char *value, size_t len, const char *token)
 {
     size_t tlen = strlen(token);
     size_t i = 0;
@@ -354,14 +347,6 @@ const char *sg_http_reason(int status)
     }
 }
 
-static int hex_val(unsigned char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 static int path_fail(char *out, size_t cap, int err)
 {
     if (cap > 0) out[0] = '\0';
@@ -371,10 +356,11 @@ static int path_fail(char *out, size_t cap, int err)
 int sg_http_path(const char *target, size_t len, char *out, size_t cap)
 {
     /* RFC 9112 3.2.2: a server MUST accept the absolute-form, and RFC 6455
-     * 4.2.1 allows "an absolute HTTP/HTTPS URI": drop scheme and authority */
+     * 4.2.1 allows "an absolute HTTP/HTTPS URI": drop scheme and authority
+     * (RFC 3986 3.1: the scheme is case-insensitive) */
     size_t skip = 0;
-    if (len > 7 && strncasecmp(target, "http://", 7) == 0) skip = 7;
-    if (len > 8 && strncasecmp(target, "https://", 8) == 0) skip = 8;
+    if (len > 7 && ieq(target, 7, "http://", 7)) skip = 7;
+    if (len > 8 && ieq(target, 8, "https://", 8)) skip = 8;
     if (skip) {
         size_t i = skip;
         while (i < len && target[i] != '/' && target[i] != '?')
@@ -392,26 +378,14 @@ int sg_http_path(const char *target, size_t len, char *out, size_t cap)
     }
     /* RFC 9112 3.2.1: origin-form = absolute-path [ "?" query ] */
     if (len == 0 || target[0] != '/') return path_fail(out, cap, SG_EHTTP);
+    const char *q = memchr(target, '?', len);
+    size_t plen = q ? (size_t)(q - target) : len;
 
+    /* RFC 3986 2.1; a NUL (raw or %00) would truncate the C string */
     size_t o = 0;
-    for (size_t i = 0; i < len && target[i] != '?'; i++) {
-        unsigned char c = (unsigned char)target[i];
-        if (c == '%') {
-            /* RFC 3986 2.1: pct-encoded = "%" HEXDIG HEXDIG */
-            int hi = i + 1 < len ? hex_val((unsigned char)target[i + 1]) : -1;
-            int lo = i + 2 < len ? hex_val((unsigned char)target[i + 2]) : -1;
-            if (hi < 0 || lo < 0) return path_fail(out, cap, SG_EHTTP);
-            c = (unsigned char)(hi * 16 + lo);
-            if (c == 0) return path_fail(out, cap, SG_EHTTP); /* would truncate the C string */
-            i += 2;
-        } else if (c == '\0') {
-            return path_fail(out, cap, SG_EHTTP);
-        }
-        if (o + 1 >= cap) return path_fail(out, cap, SG_ETOOBIG);
-        out[o++] = (char)c;
-    }
-    if (o >= cap) return path_fail(out, cap, SG_ETOOBIG);
-    out[o] = '\0';
+    int rc = sg_pct_decode(target, plen, out, cap, &o);
+    if (rc == SG_ETOOBIG) return path_fail(out, cap, SG_ETOOBIG);
+    if (rc != SG_OK) return path_fail(out, cap, SG_EHTTP);
 
     /* RFC 3986 3.3 segments; ".." (after decoding, so "%2e%2e" and "%2f.."
      * count) would climb out of the served directory */

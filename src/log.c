@@ -1,5 +1,6 @@
 /* log.c - levelled logging to stderr, one line per event (see log.h). */
 #include "log.h"
+#include "error.h"
 
 #include <event2/event.h>
 #include <stdarg.h>
@@ -25,7 +26,7 @@ int sg_log_level_parse(const char *s)
     static const char *const names[] = {"debug", "info", "warn", "error", "none"};
     for (int i = 0; i < 5; i++)
         if (strcasecmp(s, names[i]) == 0) return i;
-    return -1;
+    return SG_ECONFIG;
 }
 
 void sg_log_write(enum sg_log_level level, const char *sess, const char *fmt, ...)

@@ -1,4 +1,5 @@
 /* main.c - stompgate: STOMP over WebSocket to RabbitMQ. */
+#include "error.h"
 #include "gw_config.h"
 #include "log.h"
 #include "server.h"
@@ -23,8 +24,8 @@ int main(int argc, char **argv)
     };
     struct sg_gw_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    int exit_code = sg_config_main(&prog, &cfg, argc, argv);
-    if (exit_code >= 0) return exit_code;
+    int exit_code;
+    if (sg_config_main(&prog, &cfg, argc, argv, &exit_code) != SG_OK) return exit_code;
     sg_log_init("stompgate", (enum sg_log_level)cfg.log_level);
     sg_log_hook_libevent();
     /* every connection is a descriptor: take the whole hard limit (a 1024

@@ -11,62 +11,12 @@
  */
 #include "route.h"
 #include "error.h"
+#include "util.h"
 
 #include <string.h>
 
 /* Names fit an AMQP shortstr (AMQP 0-9-1 §4.2.5.3: at most 255 octets). */
 #define SG_ROUTE_NAME_MAX 255
-
-enum sg_unesc_err {
-    SG_UNESC_OK = 0,
-    SG_UNESC_BAD,  /* "%" not followed by two hex digits */
-    SG_UNESC_NUL,  /* "%00": would end the name early in every C consumer */
-    SG_UNESC_LONG, /* does not fit out */
-};
-
-static int sg_hex(unsigned char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes src[0..len) into out (cap bytes incl. NUL); *n gets the length.
- * Escapes are checked before the length so a bad escape in an over-long
- * name reports the escape, which is the more useful message. */
-static enum sg_unesc_err sg_unesc(const char *src, size_t len, char *out, size_t cap, size_t *n)
-{
-    size_t w = 0;
-    enum sg_unesc_err err = SG_UNESC_OK;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)src[i];
-        if (c == '%') {
-            if (len - i < 3) return SG_UNESC_BAD;
-            int h = sg_hex((unsigned char)src[i + 1]), l = sg_hex((unsigned char)src[i + 2]);
-            if (h < 0 || l < 0) return SG_UNESC_BAD;
-            c = (unsigned char)(h << 4 | l);
-            if (c == 0) return SG_UNESC_NUL;
-            i += 2;
-        }
-        if (cap == 0 || w >= cap - 1) {
-            err = SG_UNESC_LONG; /* keep scanning: a bad escape later wins */
-            continue;
-        }
-        out[w++] = (char)c;
-    }
-    if (cap == 0) return SG_UNESC_LONG; /* not even room for the NUL */
-    out[w] = '\0';
-    *n = w;
-    return err;
-}
-
-int sg_route_unescape(const char *src, size_t len, char *out, size_t cap)
-{
-    size_t n = 0;
-    if (sg_unesc(src, len, out, cap, &n) != SG_UNESC_OK) return -1;
-    return (int)n;
-}
 
 /* Decodes one name part into out[256] and checks it; empty_why is the
  * message for an empty part. A literal '/' is refused where the grammar splits on
@@ -84,16 +34,19 @@ static int sg_name(const char *src, size_t len, int allow_slash, int allow_empty
         *why = "'/' in a queue name (use %2F)";
         return SG_EDEST;
     }
-    switch (sg_unesc(src, len, out, 256, &n)) {
-    case SG_UNESC_OK:
+    /* escapes are judged before the length (sg_pct_decode scans it all), so
+     * a bad escape in an over-long name reports the escape, which is the
+     * more useful message */
+    switch (sg_pct_decode(src, len, out, SG_ROUTE_NAME_MAX + 1, &n)) {
+    case SG_OK:
         break;
-    case SG_UNESC_BAD:
+    case SG_EESCAPE:
         *why = "bad percent-escape in destination";
         return SG_EDEST;
-    case SG_UNESC_NUL:
+    case SG_ENUL:
         *why = "%00 in destination";
         return SG_EDEST;
-    case SG_UNESC_LONG:
+    default: /* SG_ETOOBIG */
         *why = "name too long";
         return SG_EDEST;
     }

@@ -2,6 +2,7 @@
 #include "server.h"
 #include "auth.h"
 #include "conn.h"
+#include "error.h"
 #include "log.h"
 #include "relay.h"
 #include "util.h"
@@ -157,7 +158,7 @@ static int resolve(const char *spec, struct sockaddr_storage *ss, socklen_t *len
 {
     char host[256];
     int port;
-    if (sg_config_split_addr(spec, host, sizeof host, &port) != 0) return -1;
+    if (sg_config_split_addr(spec, host, sizeof host, &port) != SG_OK) return -1;
     if (strcmp(host, "localhost") == 0) snprintf(host, sizeof host, "127.0.0.1");
     memset(ss, 0, sizeof *ss);
     struct sockaddr_in *s4 = (struct sockaddr_in *)ss;

@@ -81,11 +81,11 @@ const struct sg_stomp_header *sg_stomp_header(const struct sg_stomp_frame *f, co
 int sg_stomp_header_copy(const struct sg_stomp_frame *f, const char *key, char *out, size_t cap)
 {
     const struct sg_stomp_header *h = sg_stomp_header(f, key);
-    if (!h) return 0;
-    if (h->value_len >= cap) return -1;
+    if (!h) return SG_ENOKEY;
+    if (h->value_len >= cap) return SG_ETOOBIG;
     if (h->value_len) memcpy(out, h->value, h->value_len);
     out[h->value_len] = '\0';
-    return 1;
+    return SG_OK;
 }
 
 /* STOMP 1.2 "Value Encoding": CONNECT and CONNECTED frames never escape

@@ -6,6 +6,7 @@
  */
 #include "ws_handshake.h"
 #include "error.h"
+#include "util.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -30,18 +31,9 @@ static const struct {
     {"v10.stomp", SG_SUBPROTO_V10},
 };
 
-static unsigned char lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
-}
-
 static int ieq_cstr(const char *a, size_t alen, const char *b)
 {
-    size_t blen = strlen(b);
-    if (alen != blen) return 0;
-    for (size_t i = 0; i < alen; i++)
-        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i])) return 0;
-    return 1;
+    return sg_ascii_casecmp(a, alen, b, strlen(b)) == 0;
 }
 
 /* 1 if any header called `name` has `token` in its list (case-insensitive) */
@@ -49,7 +41,8 @@ static int any_list_has(const struct sg_http_request *req, const char *name, con
 {
     for (size_t i = 0; i < req->num_headers; i++) {
         const struct sg_http_header *h = &req->headers[i];
-        if (ieq_cstr(h->name, h->name_len, name) && sg_http_list_has(h->value, h->value_len, token))
+        if (ieq_cstr(h->name, h->name_len, name) &&
+            sg_http_is_in_list(h->value, h->value_len, token))
             return 1;
     }
     return 0;

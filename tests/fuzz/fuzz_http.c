@@ -201,7 +201,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(path[0] == '\0');
     }
     for (size_t i = 0; i < req.num_headers; i++)
-        (void)sg_http_list_has(req.headers[i].value, req.headers[i].value_len, "upgrade");
+        (void)sg_http_is_in_list(req.headers[i].value, req.headers[i].value_len, "upgrade");
 
     check_handshake(&req);
     return 0;

@@ -8,8 +8,8 @@
  *    kind implies;
  *  - re-escaping the parsed names (every byte outside [A-Za-z0-9._-] as
  *    %XX) gives a destination that parses to the same route;
- *  - sg_route_unescape on the raw bytes never writes past cap and agrees
- *    with a plain reference decoder.
+ *  - sg_pct_decode (util.h, the decoder route.c uses) on the raw bytes
+ *    never writes past cap and agrees with a plain reference decoder.
  * Plain C: also linked with replay_main.c under gcc.
  */
 #include <stdint.h>
@@ -19,6 +19,7 @@
 
 #include "error.h"
 #include "route.h"
+#include "util.h"
 
 #define SG_FZ_CHECK(x)                                                                             \
     do {                                                                                           \
@@ -65,18 +66,20 @@ static int fz_hex(uint8_t c)
     return -1;
 }
 
-/* reference decoder: -1 on a bad escape or %00, else the length (no cap) */
+/* reference decoder: SG_EESCAPE on a bad escape, SG_ENUL on a raw NUL or
+ * %00 (the first offender wins), else the length (no cap) */
 static long fz_ref_unescape(const uint8_t *s, size_t len, uint8_t *out)
 {
     size_t w = 0;
     for (size_t i = 0; i < len; i++) {
         if (s[i] != '%') {
+            if (s[i] == 0) return SG_ENUL;
             out[w++] = s[i];
             continue;
         }
-        if (len - i < 3 || fz_hex(s[i + 1]) < 0 || fz_hex(s[i + 2]) < 0) return -1;
+        if (len - i < 3 || fz_hex(s[i + 1]) < 0 || fz_hex(s[i + 2]) < 0) return SG_EESCAPE;
         int v = fz_hex(s[i + 1]) * 16 + fz_hex(s[i + 2]);
-        if (v == 0) return -1;
+        if (v == 0) return SG_ENUL;
         out[w++] = (uint8_t)v;
         i += 2;
     }
@@ -94,13 +97,16 @@ static void fz_check_unescape(const uint8_t *in, size_t len)
         char *out = malloc(cap + 1);
         SG_FZ_CHECK(out != NULL);
         out[cap] = 'G'; /* guard */
-        int n = sg_route_unescape((const char *)in, len, out, cap);
+        size_t n = (size_t)-1;
+        int rc = sg_pct_decode((const char *)in, len, out, cap, &n);
         SG_FZ_CHECK(out[cap] == 'G');
-        if (rl < 0 || (size_t)rl >= cap) {
-            SG_FZ_CHECK(n == -1);
+        if (rl < 0) {
+            SG_FZ_CHECK(rc == rl && out[0] == '\0' && n == (size_t)-1);
+        } else if ((size_t)rl >= cap) {
+            SG_FZ_CHECK(rc == SG_ETOOBIG && out[0] == '\0' && n == (size_t)-1);
         } else {
-            SG_FZ_CHECK(n == rl);
-            SG_FZ_CHECK(memcmp(out, ref, (size_t)n) == 0 && out[n] == '\0');
+            SG_FZ_CHECK(rc == SG_OK && n == (size_t)rl);
+            SG_FZ_CHECK(memcmp(out, ref, n) == 0 && out[n] == '\0');
         }
         free(out);
     }

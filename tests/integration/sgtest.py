@@ -17,6 +17,10 @@ Fixtures
   stompgate  (function) factory: gw = stompgate(**config_overrides) -> Gateway, started
              and accepting TCP. Special keywords: wait=False, env={...}, args=[...], timeout=s.
   stockd     (function) factory: sd = stockd(**config_overrides) -> Daemon, "ready" logged.
+  own_broker (function) a RabbitMQ node for this test alone (free ports, ~8 s to start), for
+             tests that freeze or break their broker; SIGCONT'ed and stopped at teardown.
+  stompgate_for (function) factory like stompgate for a given broker:
+             gw = stompgate_for(own_broker, **config_overrides).
 
 Environment
   SG_BROKER_DIR     use the broker in that directory (its broker.env)
@@ -45,7 +49,7 @@ import pytest
 
 __all__ = [
     # fixtures and hooks (conftest.py re-exports them)
-    "broker", "stompgate", "stockd", "_sg_broker_alive",
+    "broker", "stompgate", "stockd", "own_broker", "stompgate_for", "_sg_broker_alive",
     "pytest_runtest_makereport", "pytest_sessionfinish",
     # helpers
     "REPO", "Broker", "Daemon", "Gateway", "free_port", "run_bin", "bin_path", "child_env",
@@ -585,23 +589,65 @@ def _sg_broker_alive():
 
 # ---------------------------------------------------------------- daemon fixtures
 
+def _start_gateway(started, tmp_path, broker, wait=True, env=None, args=(), timeout=10,
+                   **overrides):
+    n = len(started)
+    cfg = stompgate_config(broker, **overrides)
+    conf = write_config(tmp_path / f"stompgate{n}.conf", cfg)
+    gw = Gateway(cfg, conf, tmp_path / f"stompgate{n}.log", args=args, env=env)
+    started.append(gw)
+    if wait:
+        gw.wait_ready(timeout)
+    return gw
+
+
 @pytest.fixture
 def stompgate(request, broker, tmp_path):
     """Factory: stompgate(**overrides) -> Gateway (see module doc)."""
     started = []
 
-    def start(wait=True, env=None, args=(), timeout=10, **overrides):
-        n = len(started)
-        cfg = stompgate_config(broker, **overrides)
-        conf = write_config(tmp_path / f"stompgate{n}.conf", cfg)
-        gw = Gateway(cfg, conf, tmp_path / f"stompgate{n}.log", args=args, env=env)
-        started.append(gw)
-        if wait:
-            gw.wait_ready(timeout)
-        return gw
+    def start(**kw):
+        return _start_gateway(started, tmp_path, broker, **kw)
 
     yield start
     _teardown_daemons(request, started)
+
+
+@pytest.fixture
+def stompgate_for(request, tmp_path):
+    """Factory: stompgate_for(broker, **overrides) -> Gateway, for a broker other than the
+    session's (own_broker); otherwise like stompgate."""
+    started = []
+
+    def start(b, **kw):
+        return _start_gateway(started, tmp_path, b, **kw)
+
+    yield start
+    _teardown_daemons(request, started)
+
+
+@pytest.fixture
+def own_broker():
+    """A RabbitMQ node of this test's own, for tests that freeze (SIGSTOP) or break it
+    without touching the session's. Teardown sends SIGCONT first (a frozen node cannot be
+    stopped cleanly), then stops it; a watchdog stops it if pytest dies."""
+    b = Broker.launch()
+    watchdog = subprocess.Popen(
+        ["bash", "-c", _WATCHDOG, "sg-broker-watchdog", str(os.getpid()), str(b.dir),
+         str(BROKER_SH)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        yield b
+    finally:
+        try:
+            if _pid_alive(b.pid):
+                os.kill(b.pid, signal.SIGCONT)
+            b.stop()
+            shutil.rmtree(b.dir, ignore_errors=True)
+        finally:
+            watchdog.kill()
+            watchdog.wait()
 
 
 @pytest.fixture

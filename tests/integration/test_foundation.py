@@ -1,6 +1,7 @@
 """The first integration tests: command line, config validation, static files, stockd's
 broker login, and that a test run leaves no daemon behind."""
 
+import json
 import re
 import secrets
 import subprocess
@@ -166,6 +167,41 @@ def test_static_no_path_traversal(stompgate, site, target, statuses):
     assert http_get(gw, "/")[0] == 200
 
 
+@pytest.mark.parametrize("target", ["/etc/passwd", "secret.txt"])
+def test_static_directory_index_symlink_out_of_root(stompgate, site, tmp_path, target):
+    """sub/index.html is a symlink out of client_dir: GET /sub (the directory's index) and
+    /sub/ are 404, while a real sub/index.html is served both ways."""
+    target = target if target.startswith("/") else str(tmp_path / target)
+    (site / "sub").mkdir()
+    (site / "sub" / "index.html").symlink_to(target)
+    (site / "good").mkdir()
+    page = f"<p>good {secrets.token_hex(4)}</p>\n"
+    (site / "good" / "index.html").write_text(page)
+    gw = stompgate(client_dir=site)
+    for path in ("/sub", "/sub/", "/sub/index.html"):
+        status, _, body = http_get(gw, path)
+        assert status == 404, (path, status, body[:200])
+        assert b"root:" not in body and b"TOPSECRET" not in body, (path, body[:200])
+    for path in ("/good", "/good/", "/good/index.html"):
+        status, headers, body = http_get(gw, path)
+        assert status == 200, (path, status)
+        assert body == page.encode(), (path, body[:200])
+        assert headers.get("content-type", "").startswith("text/html"), headers
+
+
+def test_static_directory_symlinks_inside_root_still_work(stompgate, site):
+    """Symlinks that stay inside client_dir are fine: a linked directory and an index.html
+    that links to another page of the site."""
+    (site / "docs").mkdir()
+    (site / "docs" / "page.html").write_text("<p>page</p>\n")
+    (site / "docs" / "index.html").symlink_to("page.html")
+    (site / "alias").symlink_to("docs", target_is_directory=True)
+    gw = stompgate(client_dir=site)
+    for path in ("/docs", "/docs/", "/alias", "/alias/", "/alias/page.html"):
+        status, _, body = http_get(gw, path)
+        assert (status, body) == (200, b"<p>page</p>\n"), (path, status, body[:200])
+
+
 # ---------------------------------------------------------------- stockd and the broker
 
 def test_stockd_ready(stockd):
@@ -181,6 +217,30 @@ def test_stockd_bad_password_exits_without_leaking_it(stockd):
     assert rc > 0, f"exit {rc}\n{log}"
     assert re.search(r"access.refused|login", log, re.I), log
     assert password not in log
+
+
+def test_stockd_quote_table_is_bounded(stockd, broker):
+    """max_tracked_symbols=2: a third symbol evicts the least recently requested one (logged
+    at debug) and stockd keeps answering every symbol."""
+    tag = secrets.token_hex(4)
+    work, result = f"stocks.work.{tag}", f"stocks.result.{tag}"
+    d = stockd(work_queue=work, result_queue=result, max_tracked_symbols=2, seed=7)
+    try:
+        broker.publish(work, json.dumps({"stocks": ["AAPL", "MSFT"]}))
+        assert [q["symbol"] for q in json.loads(broker.get(result))] == ["AAPL", "MSFT"]
+        broker.publish(work, json.dumps({"stocks": ["MSFT", "GOOG"]}))  # AAPL is the oldest
+        quotes = json.loads(broker.get(result))
+        assert [q["symbol"] for q in quotes] == ["MSFT", "GOOG"]
+        assert 548.0 <= quotes[1]["price"] <= 552.0  # GOOG starts at 550.00
+        d.wait_log(r"quote table full \(2 symbols\): forgot AAPL for GOOG \(1 evicted\)")
+        broker.publish(work, json.dumps({"stocks": ["AAPL"]}))
+        assert [q["symbol"] for q in json.loads(broker.get(result))] == ["AAPL"]
+        d.wait_log(r"forgot MSFT for AAPL \(2 evicted\)")
+        d.stop()
+        assert re.search(r"quote table: 2 symbols, 2 evicted", d.log()), d.log_tail(20)
+    finally:
+        broker.delete_queue(work)
+        broker.delete_queue(result)
 
 
 # ---------------------------------------------------------------- no leftovers

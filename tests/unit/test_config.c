@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "error.h"
 #include "log.h"
 
 #define PREFIX "SGTEST_"
@@ -1063,25 +1064,39 @@ struct split_case {
 };
 
 static const struct split_case split_cases[] = {
-    {"127.0.0.1:8181", 0, "127.0.0.1", 8181},
-    {"*:80", 0, "0.0.0.0", 80},
-    {":80", 0, "0.0.0.0", 80},
-    {"[::1]:443", 0, "::1", 443},
-    {"[::]:0", 0, "::", 0},
-    {"localhost:1", 0, "localhost", 1},
-    {"example.com:65535", 0, "example.com", 65535}, /* split only, no validation */
-    {"1.2.3.4", -1, NULL, 0},
-    {"::1:80", -1, NULL, 0},
-    {"[::1]", -1, NULL, 0},
-    {"[::1]x80", -1, NULL, 0},
-    {"[::1:80", -1, NULL, 0},
-    {"h:99999", -1, NULL, 0},
-    {"h:65536", -1, NULL, 0},
-    {"h:-1", -1, NULL, 0},
-    {"h:", -1, NULL, 0},
-    {"h:1x", -1, NULL, 0},
-    {"", -1, NULL, 0},
+    {"127.0.0.1:8181", SG_OK, "127.0.0.1", 8181},
+    {"*:80", SG_OK, "0.0.0.0", 80},
+    {":80", SG_OK, "0.0.0.0", 80},
+    {"[::1]:443", SG_OK, "::1", 443},
+    {"[::]:0", SG_OK, "::", 0},
+    {"localhost:1", SG_OK, "localhost", 1},
+    {"example.com:65535", SG_OK, "example.com", 65535}, /* split only, no validation */
+    {"1.2.3.4", SG_ECONFIG, NULL, 0},
+    {"::1:80", SG_ECONFIG, NULL, 0},
+    {"[::1]", SG_ECONFIG, NULL, 0},
+    {"[::1]x80", SG_ECONFIG, NULL, 0},
+    {"[::1:80", SG_ECONFIG, NULL, 0},
+    {"h:99999", SG_ECONFIG, NULL, 0},
+    {"h:65536", SG_ECONFIG, NULL, 0},
+    {"h:-1", SG_ECONFIG, NULL, 0},
+    {"h:", SG_ECONFIG, NULL, 0},
+    {"h:1x", SG_ECONFIG, NULL, 0},
+    {"", SG_ECONFIG, NULL, 0},
 };
+
+/* ---- sg_log_level_parse ------------------------------------------------------- */
+
+static void test_log_level_parse(void **state)
+{
+    (void)state;
+    assert_int_equal(sg_log_level_parse("debug"), SG_LOG_DEBUG);
+    assert_int_equal(sg_log_level_parse("INFO"), SG_LOG_INFO);
+    assert_int_equal(sg_log_level_parse("warn"), SG_LOG_WARN);
+    assert_int_equal(sg_log_level_parse("Error"), SG_LOG_ERROR);
+    assert_int_equal(sg_log_level_parse("none"), SG_LOG_NONE);
+    assert_int_equal(sg_log_level_parse("loudest"), SG_ECONFIG);
+    assert_int_equal(sg_log_level_parse(""), SG_ECONFIG);
+}
 
 static void test_split_addr(void **state)
 {
@@ -1093,24 +1108,27 @@ static void test_split_addr(void **state)
         strcpy(host, "untouched");
         int rc = sg_config_split_addr(c->in, host, sizeof host, &port);
         if (rc != c->rc) fail_msg("\"%s\": rc %d, want %d", c->in, rc, c->rc);
-        if (rc == 0 && (strcmp(host, c->host) != 0 || port != c->port))
+        if (rc != SG_OK && (strcmp(host, "untouched") != 0 || port != -7))
+            fail_msg("\"%s\": rc %d but host/port written", c->in, rc);
+        if (rc == SG_OK && (strcmp(host, c->host) != 0 || port != c->port))
             fail_msg("\"%s\": %s port %d, want %s port %d", c->in, host, port, c->host, c->port);
     }
     /* cap counts the terminating NUL */
     char host[16];
     int port;
-    assert_int_equal(sg_config_split_addr("localhost:1", host, 10, &port), 0);
+    assert_int_equal(sg_config_split_addr("localhost:1", host, 10, &port), SG_OK);
     assert_string_equal(host, "localhost");
-    assert_int_equal(sg_config_split_addr("localhost:1", host, 9, &port), -1);
-    assert_int_equal(sg_config_split_addr("[::1]:1", host, 4, &port), 0);
+    assert_int_equal(sg_config_split_addr("localhost:1", host, 9, &port), SG_ETOOBIG);
+    assert_int_equal(sg_config_split_addr("[::1]:1", host, 4, &port), SG_OK);
     assert_string_equal(host, "::1");
-    assert_int_equal(sg_config_split_addr("[::1]:1", host, 3, &port), -1);
-    assert_int_equal(sg_config_split_addr("*:80", host, 8, &port), 0);
+    assert_int_equal(sg_config_split_addr("[::1]:1", host, 3, &port), SG_ETOOBIG);
+    assert_int_equal(sg_config_split_addr("*:80", host, 8, &port), SG_OK);
     assert_string_equal(host, "0.0.0.0");
 }
 
-/* "*" becomes "0.0.0.0" (8 bytes): with a smaller cap that must be -1, as
- * for any host that does not fit, not 0 with a cut-off host like "0.0". */
+/* "*" becomes "0.0.0.0" (8 bytes): with a smaller cap that must be
+ * SG_ETOOBIG, as for any host that does not fit, not SG_OK with a cut-off
+ * host like "0.0". */
 static void test_split_addr_wildcard_small_cap(void **state)
 {
     (void)state;
@@ -1121,10 +1139,10 @@ static void test_split_addr_wildcard_small_cap(void **state)
             memset(host, 'Z', sizeof host);
             int port = -7;
             int rc = sg_config_split_addr(ins[i], host, cap, &port);
-            if (rc == 0)
-                fail_msg("\"%s\" with cap %zu: rc 0 and host \"%.*s\", want -1 (\"0.0.0.0\" "
-                         "does not fit)",
-                         ins[i], cap, (int)cap, host);
+            if (rc != SG_ETOOBIG)
+                fail_msg("\"%s\" with cap %zu: rc %d and host \"%.*s\", want SG_ETOOBIG "
+                         "(\"0.0.0.0\" does not fit)",
+                         ins[i], cap, rc, (int)cap, host);
         }
     }
 }
@@ -1236,7 +1254,7 @@ static const struct sg_program program = {
 };
 
 struct main_result {
-    int rc;
+    int rc, exit_code;
     char *out, *err; /* malloc'ed */
 };
 
@@ -1288,7 +1306,8 @@ static void run_main(const struct sg_program *prog, struct tcfg *cfg, const char
     assert_true(saved_out >= 0 && saved_err >= 0);
     dup2(out, 1);
     dup2(err, 2);
-    m->rc = sg_config_main(prog, cfg, argc, argv);
+    m->exit_code = -7;
+    m->rc = sg_config_main(prog, cfg, argc, argv, &m->exit_code);
     fflush(stdout);
     fflush(stderr);
     dup2(saved_out, 1);
@@ -1324,7 +1343,8 @@ static void test_main_version_and_help(void **state)
 
     const char *v[] = {"--version", NULL};
     run_main(&program, &c, v, &m);
-    assert_int_equal(m.rc, 0);
+    assert_int_equal(m.rc, SG_DONE);
+    assert_int_equal(m.exit_code, 0);
     assert_string_equal(m.out, "sgtest " SG_VERSION "\n");
     assert_string_equal(m.err, "");
     assert_cfg_freed(&c);
@@ -1332,13 +1352,15 @@ static void test_main_version_and_help(void **state)
 
     const char *v2[] = {"-V", "--workers=0", NULL}; /* --version wins over a bad value */
     run_main(&program, &c, v2, &m);
-    assert_int_equal(m.rc, 0);
+    assert_int_equal(m.rc, SG_DONE);
+    assert_int_equal(m.exit_code, 0);
     assert_string_equal(m.out, "sgtest " SG_VERSION "\n");
     main_free(&m);
 
     const char *h[] = {"--help", NULL};
     run_main(&program, &c, h, &m);
-    assert_int_equal(m.rc, 0);
+    assert_int_equal(m.rc, SG_DONE);
+    assert_int_equal(m.exit_code, 0);
     assert_contains(m.out, "Usage: sgtest");
     assert_contains(m.out, "A test program.");
     assert_contains(m.out, PREFIX "KEY");
@@ -1364,7 +1386,8 @@ static void test_main_errors_and_check(void **state)
     check_result = 0;
     const char *bad[] = {"--workers=0", NULL};
     run_main(&program, &c, bad, &m);
-    assert_int_equal(m.rc, 2);
+    assert_int_equal(m.rc, SG_ECONFIG);
+    assert_int_equal(m.exit_code, 2);
     assert_contains(m.err, "config: workers: ");
     assert_contains(m.err, "\"0\"");
     assert_contains(m.err, "sgtest: 1 configuration error\n");
@@ -1375,7 +1398,8 @@ static void test_main_errors_and_check(void **state)
 
     const char *bad2[] = {"--check-config", "--workers=0", "--ratio=9", NULL};
     run_main(&program, &c, bad2, &m);
-    assert_int_equal(m.rc, 2);
+    assert_int_equal(m.rc, SG_ECONFIG);
+    assert_int_equal(m.exit_code, 2);
     assert_contains(m.err, "sgtest: 2 configuration errors\n");
     assert_cfg_freed(&c);
     main_free(&m);
@@ -1384,7 +1408,8 @@ static void test_main_errors_and_check(void **state)
     check_calls = 0;
     const char *ok[] = {"--check-config", "--workers=6", NULL};
     run_main(&program, &c, ok, &m);
-    assert_int_equal(m.rc, 0);
+    assert_int_equal(m.rc, SG_DONE);
+    assert_int_equal(m.exit_code, 0);
     assert_contains(m.out, "sgtest: configuration ok");
     assert_string_equal(m.err, "");
     assert_int_equal(check_calls, 1);
@@ -1396,7 +1421,8 @@ static void test_main_errors_and_check(void **state)
     check_calls = 0;
     const char *run[] = {"--name=live", NULL};
     run_main(&program, &c, run, &m);
-    assert_int_equal(m.rc, -1);
+    assert_int_equal(m.rc, SG_OK);
+    assert_int_equal(m.exit_code, 0);
     assert_string_equal(m.out, "");
     assert_string_equal(m.err, "");
     assert_int_equal(check_calls, 1);
@@ -1410,7 +1436,8 @@ static void test_main_errors_and_check(void **state)
     check_calls = 0;
     check_result = 2;
     run_main(&program, &c, run, &m);
-    assert_int_equal(m.rc, 2);
+    assert_int_equal(m.rc, SG_ECONFIG);
+    assert_int_equal(m.exit_code, 2);
     assert_int_equal(check_calls, 1);
     assert_contains(m.err, "cross-check 0 failed");
     assert_contains(m.err, "cross-check 1 failed");
@@ -1421,7 +1448,8 @@ static void test_main_errors_and_check(void **state)
     const char *chk[] = {"--check-config", NULL};
     check_result = 1;
     run_main(&program, &c, chk, &m);
-    assert_int_equal(m.rc, 2);
+    assert_int_equal(m.rc, SG_ECONFIG);
+    assert_int_equal(m.exit_code, 2);
     assert_contains(m.err, "sgtest: 1 configuration error\n");
     assert_string_equal(m.out, "");
     main_free(&m);
@@ -1431,7 +1459,8 @@ static void test_main_errors_and_check(void **state)
     struct sg_program nocheck = program;
     nocheck.check = NULL;
     run_main(&nocheck, &c, run, &m);
-    assert_int_equal(m.rc, -1);
+    assert_int_equal(m.rc, SG_OK);
+    assert_int_equal(m.exit_code, 0);
     sg_config_free(table, &c);
     main_free(&m);
 
@@ -1442,7 +1471,8 @@ static void test_main_errors_and_check(void **state)
     run_main(&nocheck, &c, NULL, &m);
     unset_env("ratio");
     remove_file(path);
-    assert_int_equal(m.rc, -1);
+    assert_int_equal(m.rc, SG_OK);
+    assert_int_equal(m.exit_code, 0);
     assert_int_equal(c.workers, 13);
     assert_true(c.ratio == 0.375);
     sg_config_free(table, &c);
@@ -1465,6 +1495,7 @@ int main(void)
         cmocka_unit_test(test_long_lines),
         cmocka_unit_test(test_config_file_options),
         cmocka_unit_test(test_cli_flags),
+        cmocka_unit_test(test_log_level_parse),
         cmocka_unit_test(test_split_addr),
         cmocka_unit_test(test_split_addr_wildcard_small_cap),
         cmocka_unit_test(test_size_negative_overflow),

@@ -413,11 +413,11 @@ static void test_list_has(void **state)
         {"websocket/13", "websocket", 0},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-        if (sg_http_list_has(t[i].v, strlen(t[i].v), t[i].tok) != t[i].want)
+        if (sg_http_is_in_list(t[i].v, strlen(t[i].v), t[i].tok) != t[i].want)
             fail_msg("list_has(\"%s\", \"%s\") != %d", t[i].v, t[i].tok, t[i].want);
     /* len bounds the value: the token past it is not seen */
-    assert_int_equal(sg_http_list_has("a, upgrade", 3, "upgrade"), 0);
-    assert_int_equal(sg_http_list_has("upgradex", 7, "upgrade"), 1);
+    assert_int_equal(sg_http_is_in_list("a, upgrade", 3, "upgrade"), 0);
+    assert_int_equal(sg_http_is_in_list("upgradex", 7, "upgrade"), 1);
 }
 
 static void test_path(void **state)

@@ -1,6 +1,6 @@
 /* test_route.c - destination grammar: a table of destinations with the use
  * they are parsed for and the exact result (every field) or the exact error
- * text; plus sg_route_unescape vectors. */
+ * text (the percent-decoder itself is tested in test_util.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -264,66 +264,12 @@ static void test_misc(void **state)
     assert_int_equal(r.shared, 0);
 }
 
-struct unesc_case {
-    const char *src;
-    size_t len; /* (size_t)-1: strlen */
-    size_t cap;
-    int ret;
-    const char *out; /* compared for ret >= 0 (ret bytes + NUL) */
-};
-
-static const struct unesc_case unesc_cases[] = {
-    {"abc", (size_t)-1, 4, 3, "abc"},
-    {"abc", (size_t)-1, 3, -1, NULL},
-    {"abc", (size_t)-1, 256, 3, "abc"},
-    {"", 0, 1, 0, ""},
-    {"", 0, 0, -1, NULL},
-    {"%2F", (size_t)-1, 8, 1, "/"},
-    {"%2f", (size_t)-1, 8, 1, "/"},
-    {"a%2Fb%2fc", (size_t)-1, 8, 5, "a/b/c"},
-    {"%41%42", (size_t)-1, 3, 2, "AB"},
-    {"%41%42", (size_t)-1, 2, -1, NULL},
-    {"%C3%A9", (size_t)-1, 8, 2, "\xc3\xa9"},
-    {"%0A", (size_t)-1, 8, 1, "\n"}, /* no control check here */
-    {"%zz", (size_t)-1, 8, -1, NULL},
-    {"%2", (size_t)-1, 8, -1, NULL},
-    {"%", (size_t)-1, 8, -1, NULL},
-    {"a%", (size_t)-1, 8, -1, NULL},
-    {"%%41", (size_t)-1, 8, -1, NULL},
-    {"%x1", (size_t)-1, 8, -1, NULL},
-    {"%00", (size_t)-1, 8, -1, NULL},
-    {"a%00b", (size_t)-1, 8, -1, NULL},
-    {"abc%2F", 3, 8, 3, "abc"}, /* only len bytes are read */
-    {"ab%2F", 4, 8, -1, NULL},  /* "%2" then the end */
-    {"a\0b", 3, 8, 3, "a\0b"},  /* raw bytes are copied as they are */
-};
-
-static void test_unescape(void **state)
-{
-    (void)state;
-    for (size_t i = 0; i < sizeof unesc_cases / sizeof unesc_cases[0]; i++) {
-        const struct unesc_case *c = &unesc_cases[i];
-        size_t len = c->len == (size_t)-1 ? strlen(c->src) : c->len;
-        char out[300];
-        memset(out, 'X', sizeof out);
-        int ret = sg_route_unescape(c->src, len, out, c->cap);
-        if (ret != c->ret) fail_msg("case %zu (%s): ret %d want %d", i, c->src, ret, c->ret);
-        if (ret >= 0) {
-            assert_memory_equal(out, c->out, (size_t)ret);
-            assert_int_equal(out[ret], '\0');
-        }
-        /* never writes past cap */
-        assert_int_equal(out[c->cap], 'X');
-    }
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_lengths),
         cmocka_unit_test(test_misc),
-        cmocka_unit_test(test_unescape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -965,15 +965,17 @@ static void test_lookup(void **state)
     assert_null(sg_stomp_header(ev.frame, "fo"));
 
     char out[11];
-    assert_int_equal(sg_stomp_header_copy(ev.frame, "foo", out, sizeof out), 1);
+    assert_int_equal(sg_stomp_header_copy(ev.frame, "foo", out, sizeof out), SG_OK);
     assert_string_equal(out, "World");
-    assert_int_equal(sg_stomp_header_copy(ev.frame, "bar", out, sizeof out), 1);
+    assert_int_equal(sg_stomp_header_copy(ev.frame, "bar", out, sizeof out), SG_OK);
     assert_string_equal(out, "");
-    assert_int_equal(sg_stomp_header_copy(ev.frame, "missing", out, sizeof out), 0);
-    assert_int_equal(sg_stomp_header_copy(ev.frame, "long", out, sizeof out), 1); /* 10 + NUL */
+    assert_int_equal(sg_stomp_header_copy(ev.frame, "missing", out, sizeof out), SG_ENOKEY);
+    assert_string_equal(out, ""); /* unchanged */
+    assert_int_equal(sg_stomp_header_copy(ev.frame, "long", out, sizeof out), SG_OK); /* 10+NUL */
     assert_string_equal(out, "0123456789");
-    assert_int_equal(sg_stomp_header_copy(ev.frame, "long", out, 10), -1);
-    assert_int_equal(sg_stomp_header_copy(ev.frame, "bar", out, 0), -1);
+    assert_int_equal(sg_stomp_header_copy(ev.frame, "long", out, 10), SG_ETOOBIG);
+    assert_string_equal(out, "0123456789"); /* unchanged */
+    assert_int_equal(sg_stomp_header_copy(ev.frame, "bar", out, 0), SG_ETOOBIG);
     sg_stomp_dec_reset(&d);
 }
 
@@ -1130,7 +1132,7 @@ static void test_many_headers_views(void **state)
             char k[32], v[160];
             snprintf(k, sizeof k, "header-%d", i);
             snprintf(v, sizeof v, "value-%d-%0100d", i, i);
-            assert_int_equal(sg_stomp_header_copy(ev.frame, k, v + 0, sizeof v), 1);
+            assert_int_equal(sg_stomp_header_copy(ev.frame, k, v + 0, sizeof v), SG_OK);
             char want[160];
             snprintf(want, sizeof want, "value-%d-%0100d", i, i);
             assert_string_equal(v, want);
