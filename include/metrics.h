@@ -18,6 +18,7 @@ struct sg_metrics {
     atomic_long ws_close_protocol; /* we closed with 1002/1007/1009 */
     atomic_long slow_consumers;
     atomic_long auth_ok, auth_refused;
+    atomic_long held_bytes;         /* SEND copies waiting for the broker or a destination */
     atomic_long auth_rejected_busy; /* CONNECTs refused: auth_queue_max logins pending */
 };
 

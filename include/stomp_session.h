@@ -203,6 +203,11 @@ uint64_t sg_stomp_session_next_deadline(const struct sg_stomp_session *s);
  * automatically; the relay's MESSAGE deliveries call this. */
 void sg_stomp_session_on_sent(struct sg_stomp_session *s, uint64_t now_ms);
 
+/* The glue is not reading from the client on purpose (broker
+ * backpressure): its silence is ours, so the incoming heart-beat clock
+ * restarts at now_ms. Call it at every tick while reading is paused. */
+void sg_stomp_session_on_paused(struct sg_stomp_session *s, uint64_t now_ms);
+
 /* Result of ops->authenticate. ok=0 -> ERROR "access refused" and close 1008. */
 void sg_stomp_session_auth_result(struct sg_stomp_session *s, int ok, uint64_t now_ms);
 /* The relay completed an SG_AGAIN action that carried `receipt`: send RECEIPT.

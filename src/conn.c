@@ -256,6 +256,8 @@ static void serve_metrics(struct sg_conn *c, int head_only)
            atomic_load(&m->ws_close_protocol));
     METRIC("slow_consumers_total", "counter", "Sessions dropped as slow consumers.",
            atomic_load(&m->slow_consumers));
+    METRIC("held_bytes", "gauge", "SEND copies waiting for the broker or a destination.",
+           atomic_load(&m->held_bytes));
     METRIC("auth_ok_total", "counter", "Broker-accepted logins.", atomic_load(&m->auth_ok));
     METRIC("auth_refused_total", "counter", "Refused logins.", atomic_load(&m->auth_refused));
     METRIC("auth_rejected_busy_total", "counter",
@@ -714,6 +716,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
                 if (!c->dl_pong) c->dl_pong = now + (uint64_t)c->s->cfg->pong_timeout_ms;
                 c->dl_ping = now + (uint64_t)c->s->cfg->ping_interval_ms;
             }
+            /* not reading it because the broker blocks publishing: the
+             * client's heart-beats wait in the socket, it is not silent */
+            if (c->sess && c->broker_paused) sg_stomp_session_on_paused(c->sess, now);
             if (c->sess && now >= sg_stomp_session_next_deadline(c->sess))
                 sg_stomp_session_on_tick(c->sess, now);
         }

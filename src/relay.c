@@ -129,12 +129,15 @@ static void link_down(struct sg_link *l, void *arg)
 
 static void link_blocked(struct sg_link *l, void *arg, int blocked)
 {
+    /* blocked: a session is paused when it publishes (relay_publish.c), so
+     * sessions that only consume keep reading their ACKs; unblocked: every
+     * paused session reads again and what was held is published */
     struct rlink *rl = arg;
     struct sg_relay_sess *rs;
-    TAILQ_FOREACH(rs, &rl->sessions, next)
-    if (rs->paused != blocked) {
-        rs->paused = blocked;
-        rs->ops->pause_read(rs->client, blocked);
+    if (!blocked) TAILQ_FOREACH(rs, &rl->sessions, next)
+    if (rs->paused) {
+        rs->paused = 0;
+        rs->ops->pause_read(rs->client, 0);
     }
     sg_pub_blocked(rl, blocked);
 }
@@ -281,11 +284,8 @@ int sg_relay_attach(struct sg_relay *r, const struct sg_relay_client_ops *ops, v
     sg_rcpt_queue_init(&rs->rq, (size_t)r->env.cfg->max_pending_receipts);
     snprintf(rs->login, sizeof rs->login, "%s", login);
     TAILQ_INSERT_TAIL(&rs->rl->sessions, rs, next);
-    /* a session that arrives while the broker blocks publishing waits too */
-    if (sg_link_is_open(rs->rl->link) && sg_link_is_blocked(rs->rl->link)) {
-        rs->paused = 1;
-        ops->pause_read(client, 1);
-    }
+    /* a session that arrives while the broker blocks publishing is paused
+     * like the others: on its first SEND (relay_publish.c) */
     *out = rs;
     return SG_OK;
 }

@@ -25,9 +25,11 @@
 #include "error.h"
 #include "gw_config.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 #include "ws_frame.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,10 +91,17 @@ void sg_pub_free(struct pub *p)
     free(p);
 }
 
+static void held_add(struct sg_relay *r, long n)
+{
+    if (r->env.metrics)
+        atomic_fetch_add_explicit(&r->env.metrics->held_bytes, n, memory_order_relaxed);
+}
+
 static void unpark(struct sg_relay *r, struct pub *p)
 {
     if (p->held) {
         r->held_bytes -= p->bytes;
+        held_add(r, -(long)p->bytes);
         p->held = 0;
     }
 }
@@ -112,8 +121,11 @@ static int park(struct sg_relay *r, struct pub *p, int force)
 {
     if (p->held) return 0;
     size_t max = (size_t)r->env.cfg->hold_bytes;
-    if (!force && r->held_bytes + p->bytes > max) return -1;
+    /* one SEND larger than the bound may wait alone (16 MiB bodies are
+     * allowed); beyond that the bound holds */
+    if (!force && r->held_bytes && r->held_bytes + p->bytes > max) return -1;
     r->held_bytes += p->bytes;
+    held_add(r, (long)p->bytes);
     p->held = 1;
     if (!p->held_at) p->held_at = sg_now_ms();
     return 0;
@@ -122,7 +134,7 @@ static int park(struct sg_relay *r, struct pub *p, int force)
 static void hold(struct rlink *rl, struct pub *p, int force)
 {
     if (park(rl->r, p, force) != 0) {
-        pub_fail(rl->r, p, "broker unavailable: too many SENDs held (hold_bytes)",
+        pub_fail(rl->r, p, "broker unavailable: too many SENDs waiting for the broker (hold_bytes)",
                  SG_WS_CLOSE_TRY_AGAIN);
         return;
     }
@@ -191,7 +203,7 @@ static void prep_wait(struct rlink *rl, enum prep_kind kind, const char *name, s
     STAILQ_FOREACH(x, &rl->preps, next)
     if (x->kind == kind && !strcmp(x->name, name)) break;
     if (park(r, p, 0) != 0) {
-        pub_fail(r, p, "broker unavailable: too many SENDs held (hold_bytes)",
+        pub_fail(r, p, "broker unavailable: too many SENDs waiting for the broker (hold_bytes)",
                  SG_WS_CLOSE_TRY_AGAIN);
         return;
     }
@@ -297,7 +309,8 @@ void sg_pub_go(struct rlink *rl, struct pub *p)
         struct sub *t = p->rs ? sg_sub_find(p->rs, p->temp_wait, 1) : NULL;
         if (t && !t->ready) {
             if (park(r, p, 0) != 0) {
-                pub_fail(r, p, "broker unavailable: too many SENDs held (hold_bytes)",
+                pub_fail(r, p,
+                         "broker unavailable: too many SENDs waiting for the broker (hold_bytes)",
                          SG_WS_CLOSE_TRY_AGAIN);
                 return;
             }
@@ -308,6 +321,13 @@ void sg_pub_go(struct rlink *rl, struct pub *p)
         p->temp_wait = NULL;
     }
     if (!sg_link_is_open(l) || sg_link_is_blocked(l) || !rl->pub_ch) {
+        if (sg_link_is_open(l) && sg_link_is_blocked(l) && p->rs && !p->rs->paused) {
+            /* the broker blocks publishing: stop reading from this
+             * publisher (TCP backpressure, as RabbitMQ's plugin does) until
+             * it unblocks; what was read already is held, bounded */
+            p->rs->paused = 1;
+            p->rs->ops->pause_read(p->rs->client, 1);
+        }
         hold(rl, p, 0);
         return;
     }

@@ -297,7 +297,8 @@ static void on_delivery(struct sg_link_chan *ch, void *owner, const struct sg_li
     sg_buf_clear(head);
     sg_buf_clear(sh);
     int ackh = v >= 12 && s->ack != SG_ACK_AUTO;
-    if (sg_msg_encode_head(head, v, s->id, ackh ? mid : NULL) != SG_OK ||
+    /* a temp queue's subscription is "/temp-queue/X", as the plugin names it */
+    if (sg_msg_encode_head(head, v, s->temp ? s->dest : s->id, ackh ? mid : NULL) != SG_OK ||
         sg_msg_encode_shared(head, v, dest, mid, d->redelivered, d->props, bl) != SG_OK)
         return;
     struct evbuffer *body = evbuffer_new();

@@ -1050,6 +1050,11 @@ void sg_stomp_session_fail(struct sg_stomp_session *s, const char *message, cons
     error_close(s, message, receipt, NULL, ws_code ? ws_code : WS_NORMAL, SG_EBROKER);
 }
 
+void sg_stomp_session_on_paused(struct sg_stomp_session *s, uint64_t now_ms)
+{
+    s->last_rx = now_ms;
+}
+
 /* When a silent client is dropped: last_rx + hb_in * grace (a grace below 1
  * would drop clients before their period); UINT64_MAX when off. */
 static uint64_t rx_deadline(const struct sg_stomp_session *s)
