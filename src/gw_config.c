@@ -61,8 +61,10 @@ const struct sg_opt sg_gw_options[] = {
     O(broker_channel_max, SG_OPT_INT, "2047", 8, 65535,
       "channels per pooled broker connection (subscriptions + 2)"),
     O(nack_requeue, SG_OPT_BOOL, "true", 0, 0, "NACK requeues the message (else dead-letters)"),
-    O(hold_ms, SG_OPT_INT, "30000", 0, MS, "hold SENDs this long while the broker is away or blocked"),
-    O(hold_bytes, SG_OPT_SIZE, "16M", 0, 1073741824.0, "bound on held/waiting SEND bytes per worker"),
+    O(hold_ms, SG_OPT_INT, "30000", 0, MS,
+      "hold SENDs this long while the broker is away or blocked"),
+    O(hold_bytes, SG_OPT_SIZE, "16M", 0, 1073741824.0,
+      "bound on held/waiting SEND bytes per worker"),
     O(reconnect_max_ms, SG_OPT_INT, "5000", 100, MS, "cap of the broker reconnect backoff"),
     {0},
 };
