@@ -88,6 +88,27 @@ void sg_victims_fail(struct victims *v, const char *msg, int code)
     v->n = v->cap = 0;
 }
 
+void sg_victims_hold_all(struct victims *v, struct rlink *rl)
+{
+    struct sg_relay_sess *rs;
+    TAILQ_FOREACH(rs, &rl->sessions, next)
+    {
+        sg_victims_add(v, rs);
+        rs->marked = 0; /* only held: another walk may still list and fail it */
+    }
+}
+
+void sg_victims_release(struct victims *v)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        const struct sg_relay_client_ops *ops = v->rs[i]->ops;
+        ops->release(v->rs[i]->client); /* may free the client and rs */
+    }
+    free(v->rs);
+    v->rs = NULL;
+    v->n = v->cap = 0;
+}
+
 /* ---- link events */
 
 static void link_up(struct sg_link *l, void *arg)
@@ -96,12 +117,19 @@ static void link_up(struct sg_link *l, void *arg)
     struct topic *t;
     struct sg_relay_sess *rs;
     struct sub *s;
+    /* a setup that finds no channel left fails its session; a failed
+     * session may be detached at its client's last release, which would
+     * edit the lists walked here (and free the topic or session we are
+     * on): hold them all until the walk is over */
+    struct victims held = {0};
+    sg_victims_hold_all(&held, rl);
     sg_pub_link_up(rl);
     LIST_FOREACH(t, &rl->topics, next)
     sg_fanout_setup(t);
     TAILQ_FOREACH(rs, &rl->sessions, next)
     LIST_FOREACH(s, &rs->subs, snext)
     if (!s->topic) sg_sub_setup(s);
+    sg_victims_release(&held);
 }
 
 static void link_down(struct sg_link *l, void *arg)

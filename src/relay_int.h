@@ -171,6 +171,13 @@ struct victims {
 };
 void sg_victims_add(struct victims *v, struct sg_relay_sess *rs);
 void sg_victims_fail(struct victims *v, const char *msg, int code);
+/* A walk that may fail several sessions of rl (link up, a channel error):
+ * every session is held first and released after, so none is detached -
+ * its SENDs forgotten, its subscriptions unlinked - while the walk still
+ * holds pointers to them. Sessions held this way can still be failed
+ * (and listed in another struct victims). */
+void sg_victims_hold_all(struct victims *v, struct rlink *rl);
+void sg_victims_release(struct victims *v);
 
 /* ---- relay_sub.c */
 extern const struct sg_link_chan_ops sg_sub_chan_ops;

@@ -563,6 +563,11 @@ static void on_pub_closed(struct sg_link_chan *ch, void *owner, int code, const 
     rl->pub_ch = NULL;
     if (!code) return; /* the link is down: sg_pub_link_down holds the rest */
     struct sg_relay *r = rl->r;
+    /* the SENDs below are on a list of our own, out of the reach of
+     * sg_pub_forget_session: no session may be detached before the walk
+     * is over (a fail may end one that has more SENDs further on) */
+    struct victims held = {0};
+    sg_victims_hold_all(&held, rl);
     char name[256], msg[400];
     const char *ex = blamed_exchange(text, name, sizeof name);
     if (ex) cache_del(&rl->exchanges, ex);
@@ -583,6 +588,7 @@ static void on_pub_closed(struct sg_link_chan *ch, void *owner, int code, const 
             sg_pub_go(rl, p);
         }
     }
+    sg_victims_release(&held);
 }
 
 static const struct sg_link_chan_ops pub_chan_ops = {
@@ -621,6 +627,11 @@ static void on_prep_closed(struct sg_link_chan *ch, void *owner, int code, const
     struct rlink *rl = owner;
     rl->prep_ch = NULL;
     if (!code) return; /* the link is down: sg_pub_link_down holds the rest */
+    /* prep_done walks the failed prep's SENDs after taking it off the
+     * list sg_pub_forget_session sees: no session may be detached before
+     * that walk is over (one may have several SENDs waiting) */
+    struct victims held = {0};
+    sg_victims_hold_all(&held, rl);
     struct prep *x = STAILQ_FIRST(&rl->preps);
     if (x && x->sent) {
         struct pub *p = x->probe;
@@ -636,6 +647,7 @@ static void on_prep_closed(struct sg_link_chan *ch, void *owner, int code, const
     } else {
         prep_kick(rl);
     }
+    sg_victims_release(&held);
 }
 
 static const struct sg_link_chan_ops prep_chan_ops = {

@@ -1,0 +1,1769 @@
+/* test_relay.c - the relay (relay.h and its modules) against a fake client
+ * and a scripted broker.
+ *
+ * The broker is tests/unit/fake_link.c, linked in place of amqp_link.c
+ * (see the Makefile): it records every method and publish per channel and
+ * lets each test answer as RabbitMQ would (declare-ok, consume-ok,
+ * deliveries, confirms, returns, channel.close with a code and text,
+ * blocked, a dropped connection). The client is struct fc below: it
+ * implements struct sg_relay_client_ops, records writes, receipts, fails
+ * and pause_read calls, has a settable outlen, and, as the contract in
+ * relay.h allows, detaches its session at the last release after a fail
+ * (so a relay that touches a session it just ended is caught by ASan).
+ * The relay runs with a real event base and the option table's defaults
+ * (sg_gw_options), overridden per test with --key=value. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "error.h"
+#include "fake_link.h"
+#include "gw_config.h"
+#include "log.h"
+#include "relay.h"
+#include "stomp_frame.h"
+#include "ws_frame.h"
+
+/* ------------------------------------------------------------------ */
+/* the fake client */
+
+#define FC_MAX 64
+
+struct fail_rec {
+    char msg[512];
+    char receipt[128];
+    int has_receipt;
+    int code;
+};
+
+struct fc {
+    char id[32];
+    char login[64];
+    int version;
+    int dead;             /* fail() was called: closing */
+    int holds;            /* hold() minus release() */
+    int detach_on_fail;   /* detach at the last release after a fail (as conn.c may) */
+    int calls_after_dead; /* write/receipt after the fail: a relay bug */
+    int detached;         /* sg_relay_detach was called: no op may be called now */
+    int calls_after_detach;
+    size_t outlen;
+    struct sg_relay_sess *rs;
+    struct sg_link *link;
+    char *writes[FC_MAX];
+    size_t wlen[FC_MAX];
+    int wtext[FC_MAX];
+    size_t nwrites;
+    char *receipts[FC_MAX];
+    size_t nreceipts;
+    struct fail_rec fails[8];
+    size_t nfails;
+    int pauses[FC_MAX];
+    size_t npauses;
+};
+
+/* Every op goes through here: none may be called once the session is
+ * detached (the client would be gone). */
+static struct fc *fc_of(void *cl)
+{
+    struct fc *c = cl;
+    if (c->detached) c->calls_after_detach++;
+    return c;
+}
+
+static const char *fc_id(void *cl)
+{
+    return fc_of(cl)->id;
+}
+
+static int fc_version(void *cl)
+{
+    return fc_of(cl)->version;
+}
+
+static int fc_is_open(void *cl)
+{
+    return !fc_of(cl)->dead;
+}
+
+static void fc_write(void *cl, const void *head, size_t head_len, struct evbuffer *shared, int text)
+{
+    struct fc *c = fc_of(cl);
+    if (c->dead) c->calls_after_dead++;
+    assert_true(c->nwrites < FC_MAX);
+    size_t sl = shared ? evbuffer_get_length(shared) : 0;
+    char *w = malloc(head_len + sl + 1);
+    assert_non_null(w);
+    memcpy(w, head, head_len);
+    if (sl) assert_int_equal(evbuffer_copyout(shared, w + head_len, sl), (ssize_t)sl);
+    w[head_len + sl] = 0;
+    c->writes[c->nwrites] = w;
+    c->wlen[c->nwrites] = head_len + sl;
+    c->wtext[c->nwrites] = text;
+    c->nwrites++;
+}
+
+static size_t fc_outlen(void *cl)
+{
+    return fc_of(cl)->outlen;
+}
+
+static void fc_pause_read(void *cl, int pause)
+{
+    struct fc *c = fc_of(cl);
+    assert_true(c->npauses < FC_MAX);
+    c->pauses[c->npauses++] = pause;
+}
+
+static void fc_receipt(void *cl, const char *receipt)
+{
+    struct fc *c = fc_of(cl);
+    if (c->dead) c->calls_after_dead++;
+    assert_true(c->holds > 0); /* the relay holds the client around it */
+    assert_true(c->nreceipts < FC_MAX);
+    c->receipts[c->nreceipts++] = strdup(receipt);
+}
+
+static void fc_fail(void *cl, const char *message, const char *receipt, int ws_code)
+{
+    struct fc *c = fc_of(cl);
+    assert_true(c->holds > 0);
+    assert_true(c->nfails < 8);
+    struct fail_rec *f = &c->fails[c->nfails++];
+    snprintf(f->msg, sizeof f->msg, "%s", message);
+    f->has_receipt = receipt != NULL;
+    snprintf(f->receipt, sizeof f->receipt, "%s", receipt ? receipt : "");
+    f->code = ws_code;
+    c->dead = 1;
+}
+
+static void fc_hold(void *cl)
+{
+    fc_of(cl)->holds++;
+}
+
+static void fc_release(void *cl)
+{
+    struct fc *c = fc_of(cl);
+    assert_true(c->holds > 0);
+    if (--c->holds == 0 && c->dead && c->rs && c->detach_on_fail) {
+        struct sg_relay_sess *rs = c->rs;
+        c->rs = NULL;
+        c->detached = 1;
+        sg_relay_detach(rs);
+    }
+}
+
+static const struct sg_relay_client_ops fc_ops = {
+    .id = fc_id,
+    .version = fc_version,
+    .is_open = fc_is_open,
+    .write = fc_write,
+    .outlen = fc_outlen,
+    .pause_read = fc_pause_read,
+    .receipt = fc_receipt,
+    .fail = fc_fail,
+    .hold = fc_hold,
+    .release = fc_release,
+};
+
+/* ------------------------------------------------------------------ */
+/* the fixture */
+
+static struct {
+    int started;
+    struct event_base *base;
+    struct sg_gw_config cfg;
+    struct sg_relay_env env;
+    struct sg_relay *r;
+    struct fc *clients[16];
+    int nclients;
+} T;
+
+/* Builds the relay with the option table's defaults plus opts
+ * ("--key=value", NULL-terminated). */
+static void start(const char *const *opts)
+{
+    char *argv[32];
+    int argc = 0;
+    argv[argc++] = (char *)"test_relay";
+    for (; opts && *opts; opts++)
+        argv[argc++] = (char *)*opts;
+    argv[argc] = NULL;
+    memset(&T, 0, sizeof T);
+    struct sg_cli cli;
+    assert_int_equal(
+        sg_config_load(sg_gw_options, &T.cfg, "SGTEST_RELAY_", NULL, argc, argv, &cli, stderr), 0);
+    T.base = event_base_new();
+    assert_non_null(T.base);
+    T.env.base = T.base;
+    T.env.cfg = &T.cfg;
+    T.env.worker_id = 0;
+    T.r = sg_relay_new(&T.env);
+    assert_non_null(T.r);
+    T.started = 1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (!T.started) return 0;
+    int after_dead = 0, after_detach = 0;
+    for (int i = 0; i < T.nclients; i++) {
+        struct fc *c = T.clients[i];
+        if (c->rs) sg_relay_detach(c->rs);
+        after_dead += c->calls_after_dead;
+        after_detach += c->calls_after_detach;
+        for (size_t k = 0; k < c->nwrites; k++)
+            free(c->writes[k]);
+        for (size_t k = 0; k < c->nreceipts; k++)
+            free(c->receipts[k]);
+        free(c);
+    }
+    sg_relay_free(T.r);
+    event_base_free(T.base);
+    sg_config_free(sg_gw_options, &T.cfg);
+    T.started = 0;
+    assert_int_equal(fl_nlinks(), 0); /* the relay freed every link */
+    /* nothing was written or receipted to a client after its ERROR */
+    assert_int_equal(after_dead, 0);
+    /* and no client op was called after its session was detached */
+    assert_int_equal(after_detach, 0);
+    return 0;
+}
+
+static struct fc *client_v(const char *login, int version)
+{
+    struct fc *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    assert_true(T.nclients < 16);
+    snprintf(c->id, sizeof c->id, "client-%d", T.nclients);
+    snprintf(c->login, sizeof c->login, "%s", login);
+    c->version = version;
+    c->detach_on_fail = 1;
+    T.clients[T.nclients++] = c;
+    assert_int_equal(sg_relay_attach(T.r, &fc_ops, c, login, "secret", "/", &c->rs), SG_OK);
+    assert_non_null(c->rs);
+    c->link = fl_link(login, 0);
+    assert_non_null(c->link);
+    return c;
+}
+
+static struct fc *client(const char *login)
+{
+    return client_v(login, 12);
+}
+
+/* ------------------------------------------------------------------ */
+/* actions */
+
+struct act {
+    enum sg_action_type type;
+    const char *dest, *id, *receipt, *ack_id, *commit_receipt;
+    enum sg_ack_mode ack;
+    int in_commit;
+    const char *kv[33]; /* key, value, ..., NULL */
+    const char *body;
+    size_t body_len; /* 0: strlen(body) */
+};
+
+static struct sg_stomp_frame frame;
+
+static void add_header(const char *k, const char *v)
+{
+    assert_true(frame.num_headers < SG_STOMP_MAX_HEADERS_CAP);
+    struct sg_stomp_header *h = &frame.headers[frame.num_headers++];
+    h->key = k;
+    h->key_len = strlen(k);
+    h->value = v;
+    h->value_len = strlen(v);
+}
+
+/* Performs the action as the client's session would: inside a hold, with
+ * the frame's headers. err gets the error text for a negative result. */
+static int run(struct fc *c, const struct act *a, char *err, size_t cap)
+{
+    static const enum sg_stomp_cmd cmds[] = {
+        [SG_ACT_SUBSCRIBE] = SG_STOMP_SUBSCRIBE, [SG_ACT_UNSUBSCRIBE] = SG_STOMP_UNSUBSCRIBE,
+        [SG_ACT_SEND] = SG_STOMP_SEND,           [SG_ACT_ACK] = SG_STOMP_ACK,
+        [SG_ACT_NACK] = SG_STOMP_NACK,
+    };
+    memset(&frame, 0, sizeof frame);
+    frame.cmd = cmds[a->type];
+    if (a->dest) add_header("destination", a->dest);
+    if (a->id) add_header("id", a->id);
+    if (a->receipt && !a->in_commit) add_header("receipt", a->receipt);
+    if (a->type == SG_ACT_SUBSCRIBE && a->ack != SG_ACK_AUTO)
+        add_header("ack", a->ack == SG_ACK_CLIENT ? "client" : "client-individual");
+    for (size_t i = 0; a->kv[i]; i += 2)
+        add_header(a->kv[i], a->kv[i + 1]);
+    static const uint8_t empty[1] = {0};
+    frame.body = a->body ? (const uint8_t *)a->body : empty;
+    frame.body_len = a->body ? (a->body_len ? a->body_len : strlen(a->body)) : 0;
+    struct sg_action act = {
+        .type = a->type,
+        .frame = &frame,
+        .destination = a->dest,
+        .sub_id = a->id,
+        .ack_mode = a->ack,
+        .ack_id = a->ack_id,
+        .receipt = a->receipt,
+        .in_commit = a->in_commit,
+        .commit_receipt = a->commit_receipt,
+    };
+    assert_non_null(c->rs);
+    const char *em = NULL;
+    fc_hold(c);
+    int rc = sg_relay_action(c->rs, &act, &em);
+    if (err) snprintf(err, cap, "%s", rc < 0 && rc != SG_AGAIN && em ? em : "");
+    fc_release(c);
+    return rc;
+}
+
+static int send_(struct fc *c, const char *dest, const char *receipt, const char *body)
+{
+    char err[512];
+    int rc =
+        run(c, &(struct act){.type = SG_ACT_SEND, .dest = dest, .receipt = receipt, .body = body},
+            err, sizeof err);
+    if (rc < 0 && rc != SG_AGAIN) fail_msg("SEND %s refused: %d %s", dest, rc, err);
+    return rc;
+}
+
+static int subscribe(struct fc *c, const char *dest, const char *id, const char *receipt,
+                     enum sg_ack_mode ack)
+{
+    char err[512];
+    int rc =
+        run(c,
+            &(struct act){
+                .type = SG_ACT_SUBSCRIBE, .dest = dest, .id = id, .receipt = receipt, .ack = ack},
+            err, sizeof err);
+    if (rc < 0 && rc != SG_AGAIN) fail_msg("SUBSCRIBE %s refused: %d %s", dest, rc, err);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* looking at what happened */
+
+static void dump_fail(struct sg_link *l, size_t from, const char *what)
+{
+    char d[16384];
+    fl_dump(l, from, d, sizeof d);
+    fail_msg("%s; records:\n%s", what, d);
+}
+
+/* A copy of the first record with this method on ch (0: any) from `from`. */
+static struct fl_rec get(struct sg_link *l, size_t from, uint16_t ch, amqp_method_number_t id)
+{
+    const struct fl_rec *r = fl_find(l, from, ch, id, NULL);
+    if (!r) {
+        char what[128];
+        snprintf(what, sizeof what, "no %s on channel %u", amqp_method_name(id), ch);
+        dump_fail(l, from, what);
+    }
+    return *r;
+}
+
+static struct fl_rec get_publish(struct sg_link *l, size_t from, uint16_t ch)
+{
+    const struct fl_rec *r = fl_find(l, from, ch, FL_PUBLISH, NULL);
+    if (!r) dump_fail(l, from, "no basic.publish");
+    return *r;
+}
+
+static size_t publishes(struct sg_link *l, size_t from, uint16_t ch)
+{
+    return fl_count(l, from, ch, FL_PUBLISH);
+}
+
+static void assert_receipts(const struct fc *c, ...)
+{
+    va_list ap;
+    va_start(ap, c);
+    size_t i = 0;
+    const char *want;
+    while ((want = va_arg(ap, const char *))) {
+        if (i >= c->nreceipts) fail_msg("%s: receipt %zu (%s) missing", c->id, i, want);
+        if (strcmp(c->receipts[i], want))
+            fail_msg("%s: receipt %zu is %s, want %s", c->id, i, c->receipts[i], want);
+        i++;
+    }
+    va_end(ap);
+    if (i != c->nreceipts)
+        fail_msg("%s: %zu receipts, want %zu (extra: %s)", c->id, c->nreceipts, i, c->receipts[i]);
+}
+
+static void assert_contains(const char *hay, const char *needle)
+{
+    if (!strstr(hay, needle)) fail_msg("\"%s\" does not contain \"%s\"", hay, needle);
+}
+
+static void assert_no_fail(const struct fc *c)
+{
+    if (c->nfails) fail_msg("%s failed: %s", c->id, c->fails[0].msg);
+}
+
+static const struct fail_rec *assert_failed(const struct fc *c, const char *receipt,
+                                            const char *text, int code)
+{
+    if (c->nfails != 1) fail_msg("%s: %zu fails, want 1", c->id, c->nfails);
+    const struct fail_rec *f = &c->fails[0];
+    if (receipt) {
+        assert_true(f->has_receipt);
+        assert_string_equal(f->receipt, receipt);
+    } else {
+        assert_false(f->has_receipt);
+    }
+    assert_contains(f->msg, text);
+    assert_int_equal(f->code, code);
+    return f;
+}
+
+/* The link comes up; returns the publish channel (the relay opens it first). */
+static uint16_t up(struct sg_link *l)
+{
+    size_t m = fl_nrec(l);
+    fl_up(l);
+    return get(l, m, 0, AMQP_CONFIRM_SELECT_METHOD).ch;
+}
+
+/* Makes dest known good on c's link: the SEND's queue.declare (for
+ * /queue) is answered and its probe confirmed, so it gets its RECEIPT. */
+static void prime(struct fc *c, const char *dest)
+{
+    struct sg_link *l = c->link;
+    size_t m = fl_nrec(l), nr = c->nreceipts;
+    assert_int_equal(send_(c, dest, "prime", "p"), SG_AGAIN);
+    const struct fl_rec *d = fl_find(l, m, 0, AMQP_QUEUE_DECLARE_METHOD, NULL);
+    if (d) {
+        struct fl_rec dc = *d;
+        fl_declare_ok(l, dc.ch, dc.queue);
+    }
+    struct fl_rec p = get_publish(l, m, 0);
+    fl_confirm(l, p.ch, p.seq, 0, 1, 0);
+    assert_int_equal(c->nreceipts, nr + 1);
+    assert_string_equal(c->receipts[nr], "prime");
+}
+
+/* Decodes the client's i-th write (a whole MESSAGE frame) and copies the
+ * value of key into out; returns 0 if absent. Checks the frame ends right
+ * after its NUL. */
+static int msg_header(const struct fc *c, size_t i, const char *key, char *out, size_t cap)
+{
+    assert_true(i < c->nwrites);
+    struct sg_stomp_dec d;
+    sg_stomp_dec_init(&d, NULL);
+    d.version = c->version;
+    struct sg_stomp_event ev;
+    ssize_t n = sg_stomp_decode(&d, (const uint8_t *)c->writes[i], c->wlen[i], &ev);
+    if (n < 0) fail_msg("write %zu does not decode: %s", i, d.error);
+    assert_int_equal((size_t)n, c->wlen[i]);
+    assert_int_equal(ev.type, SG_STOMP_EV_FRAME);
+    assert_int_equal(ev.frame->cmd, SG_STOMP_MESSAGE);
+    int found = 0;
+    if (!strcmp(key, "(body)")) {
+        snprintf(out, cap, "%.*s", (int)ev.frame->body_len, (const char *)ev.frame->body);
+        found = 1;
+    } else {
+        found = sg_stomp_header_copy(ev.frame, key, out, cap) == SG_OK;
+    }
+    sg_stomp_dec_reset(&d);
+    return found;
+}
+
+static void assert_msg(const struct fc *c, size_t i, const char *key, const char *want)
+{
+    char v[512];
+    if (!msg_header(c, i, key, v, sizeof v))
+        fail_msg("%s write %zu: no %s header:\n%s", c->id, i, key, c->writes[i]);
+    assert_string_equal(v, want);
+}
+
+/* ------------------------------------------------------------------ */
+/* SEND to a fresh /queue: declare, probe, confirm, RECEIPT; then the
+ * publish channel */
+
+static void test_send_queue_declare_then_probe_then_publish(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice");
+    struct sg_link *l = a->link;
+    assert_false(fl_is_up(l));
+    uint16_t pub = up(l);
+
+    size_t m = fl_nrec(l);
+    assert_int_equal(run(a,
+                         &(struct act){.type = SG_ACT_SEND,
+                                       .dest = "/queue/orders",
+                                       .receipt = "r1",
+                                       .kv = {"persistent", "true", NULL},
+                                       .body = "one"},
+                         NULL, 0),
+                     SG_AGAIN);
+    /* first the queue.declare, durable, on a channel of its own */
+    struct fl_rec d = get(l, m, 0, AMQP_QUEUE_DECLARE_METHOD);
+    uint16_t prep = d.ch;
+    assert_int_not_equal(prep, pub);
+    assert_string_equal(d.queue, "orders");
+    assert_int_equal(d.durable, 1);
+    assert_int_equal(d.exclusive, 0);
+    assert_int_equal(d.auto_delete, 0);
+    assert_non_null(fl_find(l, m, prep, AMQP_CONFIRM_SELECT_METHOD, NULL));
+    assert_int_equal(publishes(l, m, 0), 0); /* nothing before declare-ok */
+    assert_int_equal(a->nreceipts, 0);
+
+    /* declare-ok: the SEND itself is the probe, on the prep channel */
+    size_t m2 = fl_nrec(l);
+    fl_declare_ok(l, prep, "orders");
+    struct fl_rec p = get_publish(l, m2, 0);
+    assert_int_equal(publishes(l, m2, 0), 1);
+    assert_int_equal(p.ch, prep);
+    assert_string_equal(p.exchange, "");
+    assert_string_equal(p.rkey, "orders");
+    assert_int_equal(p.mandatory, 1); /* a receipt to a queue: unroutable must not confirm */
+    assert_int_equal(p.delivery_mode, 2);
+    assert_string_equal(p.body, "one");
+    assert_int_equal(p.seq, 1);
+    assert_int_equal(a->nreceipts, 0);
+
+    /* the confirm sends the RECEIPT */
+    fl_confirm(l, prep, 1, 0, 1, 0);
+    assert_receipts(a, "r1", NULL);
+
+    /* the second SEND goes straight to the publish channel */
+    size_t m3 = fl_nrec(l);
+    assert_int_equal(send_(a, "/queue/orders", "r2", "two"), SG_AGAIN);
+    assert_int_equal(fl_count(l, m3, 0, AMQP_QUEUE_DECLARE_METHOD), 0);
+    assert_int_equal(fl_count(l, m3, 0, AMQP_CHANNEL_OPEN_METHOD), 0);
+    p = get_publish(l, m3, 0);
+    assert_int_equal(p.ch, pub);
+    assert_string_equal(p.rkey, "orders");
+    assert_int_equal(p.mandatory, 1);
+    assert_int_equal(p.delivery_mode, 0);
+    assert_int_equal(p.seq, 1);
+    assert_receipts(a, "r1", NULL);
+    fl_confirm(l, pub, 1, 0, 1, 0);
+    assert_receipts(a, "r1", "r2", NULL);
+
+    /* without a receipt: published at once, not mandatory, and its
+     * sequence number counted so later confirms still match */
+    size_t m4 = fl_nrec(l);
+    assert_int_equal(send_(a, "/queue/orders", NULL, "three"), SG_OK);
+    p = get_publish(l, m4, pub);
+    assert_int_equal(p.mandatory, 0);
+    assert_int_equal(p.seq, 2);
+    assert_int_equal(send_(a, "/queue/orders", "r4", "four"), SG_AGAIN);
+    p = get_publish(l, fl_nrec(l) - 1, pub);
+    assert_int_equal(p.seq, 3);
+    fl_confirm(l, pub, 2, 0, 1, 0); /* the fire-and-forget one: no receipt */
+    assert_receipts(a, "r1", "r2", NULL);
+    fl_confirm(l, pub, 3, 0, 1, 0);
+    assert_receipts(a, "r1", "r2", "r4", NULL);
+    assert_no_fail(a);
+}
+
+/* A missing exchange closes only the probe channel: the SENDs to it fail,
+ * whoever sent them; other sessions' SENDs to a good exchange go on. */
+static void test_probe_closed_fails_only_that_exchange(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice"), *b = client("alice"), *c = client("alice");
+    struct sg_link *l = a->link;
+    assert_ptr_equal(b->link, l); /* one pooled connection per login and vhost */
+    uint16_t pub = up(l);
+
+    size_t m = fl_nrec(l);
+    assert_int_equal(send_(a, "/exchange/amq.nope/k", "ra", "x"), SG_AGAIN);
+    struct fl_rec probe = get_publish(l, m, 0);
+    uint16_t prep = probe.ch;
+    assert_int_not_equal(prep, pub);
+    assert_string_equal(probe.exchange, "amq.nope");
+    assert_string_equal(probe.rkey, "k");
+    assert_int_equal(probe.mandatory, 0); /* an exchange: no subscriber is fine */
+    /* more SENDs to it wait for the probe, one session with two */
+    assert_int_equal(send_(c, "/exchange/amq.nope/k", "rc1", "y"), SG_AGAIN);
+    assert_int_equal(send_(c, "/exchange/amq.nope/j", "rc2", "z"), SG_AGAIN);
+    /* and so does B's first SEND to amq.topic, behind it */
+    assert_int_equal(send_(b, "/topic/news", "rb1", "n1"), SG_AGAIN);
+    assert_int_equal(publishes(l, m, 0), 1);
+
+    size_t m2 = fl_nrec(l);
+    fl_chan_close(l, prep, 404, "NOT_FOUND - no exchange 'amq.nope' in vhost '/'");
+    assert_failed(a, "ra", "NOT_FOUND - no exchange 'amq.nope' in vhost '/'", 0);
+    assert_failed(c, "rc1", "NOT_FOUND - no exchange 'amq.nope' in vhost '/'", 0);
+    assert_no_fail(b);
+    assert_int_equal(a->nreceipts + c->nreceipts, 0);
+    /* B's SEND is probed next, on a new prep channel */
+    struct fl_rec pb = get_publish(l, m2, 0);
+    assert_int_equal(publishes(l, m2, 0), 1);
+    assert_int_not_equal(pb.ch, prep);
+    assert_int_not_equal(pb.ch, pub);
+    assert_string_equal(pb.exchange, "amq.topic");
+    assert_string_equal(pb.rkey, "news");
+    assert_string_equal(pb.body, "n1");
+    assert_int_equal(fl_chan_state(l, pub), 1); /* the publish channel is untouched */
+    fl_confirm(l, pb.ch, pb.seq, 0, 1, 0);
+    assert_receipts(b, "rb1", NULL);
+    /* and then B goes the fast way */
+    size_t m3 = fl_nrec(l);
+    assert_int_equal(send_(b, "/topic/news", "rb2", "n2"), SG_AGAIN);
+    struct fl_rec p2 = get_publish(l, m3, 0);
+    assert_int_equal(p2.ch, pub);
+    fl_confirm(l, pub, p2.seq, 0, 1, 0);
+    assert_receipts(b, "rb1", "rb2", NULL);
+    assert_no_fail(b);
+}
+
+/* A queue whose declare is refused fails the SENDs waiting for it. */
+static void test_queue_declare_refused(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice"), *b = client("alice");
+    struct sg_link *l = a->link;
+    up(l);
+    size_t m = fl_nrec(l);
+    assert_int_equal(send_(a, "/queue/q-lazy", "ra", "x"), SG_AGAIN);
+    struct fl_rec d = get(l, m, 0, AMQP_QUEUE_DECLARE_METHOD);
+    fl_chan_close(l, d.ch, 406,
+                  "PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'q-lazy' in vhost "
+                  "'/': received 'true' but current is 'false'");
+    assert_failed(a, "ra", "inequivalent arg 'durable'", 0);
+    assert_contains(a->fails[0].msg, "q-lazy");
+    /* the link and the other sessions are fine */
+    prime(b, "/queue/other");
+    assert_no_fail(b);
+}
+
+/* user-id, expiration and priority are checked before anything is sent. */
+static void test_send_validation(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice");
+    struct sg_link *l = a->link;
+    up(l);
+    size_t m = fl_nrec(l);
+    static const struct {
+        const char *k, *v, *mention;
+    } bad[] = {
+        {"user-id", "mallory", "user-id"},  {"user-id", "alic", "user-id"},
+        {"user-id", "", "user-id"},         {"expiration", "abc", "expiration"},
+        {"expiration", "-5", "expiration"}, {"expiration", "", "expiration"},
+        {"priority", "300", "priority"},    {"priority", "x", "priority"},
+        {"timestamp", "soon", "timestamp"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        for (int with_receipt = 0; with_receipt < 2; with_receipt++) {
+            char err[512] = "";
+            int rc = run(a,
+                         &(struct act){.type = SG_ACT_SEND,
+                                       .dest = i % 2 ? "/queue/v" : "/topic/v",
+                                       .receipt = with_receipt ? "r" : NULL,
+                                       .kv = {bad[i].k, bad[i].v, NULL},
+                                       .body = "b"},
+                         err, sizeof err);
+            if (rc >= 0 || rc == SG_AGAIN) fail_msg("%s:%s accepted (%d)", bad[i].k, bad[i].v, rc);
+            assert_contains(err, bad[i].mention);
+        }
+    }
+    /* nothing went to the broker, not even a declare or a channel */
+    assert_int_equal(fl_nrec(l), m);
+    assert_int_equal(a->nreceipts, 0);
+    assert_no_fail(a);
+    /* the valid values pass */
+    assert_int_equal(
+        run(a,
+            &(struct act){.type = SG_ACT_SEND,
+                          .dest = "/topic/v",
+                          .kv = {"user-id", "alice", "expiration", "0", "priority", "255", NULL},
+                          .body = "b"},
+            NULL, 0),
+        SG_OK);
+    assert_int_equal(publishes(l, m, 0), 1);
+}
+
+/* The broker closes the shared publish channel naming an exchange: the
+ * SENDs to it fail, the others are published once more on a new channel;
+ * one that fails twice is failed. */
+static void test_pub_channel_closed(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice"), *b = client("alice"), *c = client("alice"),
+              *d = client("alice");
+    struct sg_link *l = a->link;
+    uint16_t pub = up(l);
+    prime(d, "/exchange/ex1/k");
+    prime(d, "/exchange/ex2/k");
+
+    size_t m = fl_nrec(l);
+    assert_int_equal(send_(a, "/exchange/ex1/k", "a1", "A1"), SG_AGAIN);
+    assert_int_equal(send_(b, "/exchange/ex2/k", "b1", "B1"), SG_AGAIN);
+    assert_int_equal(send_(c, "/exchange/ex1/k", "c1", "C1"), SG_AGAIN);
+    assert_int_equal(send_(b, "/exchange/ex2/k", "b2", "B2"), SG_AGAIN);
+    assert_int_equal(publishes(l, m, pub), 4);
+
+    size_t m2 = fl_nrec(l);
+    fl_chan_close(l, pub, 403,
+                  "ACCESS_REFUSED - access to exchange 'ex1' in vhost '/' refused for user "
+                  "'alice'");
+    assert_failed(a, "a1", "ACCESS_REFUSED - access to exchange 'ex1'", 0);
+    assert_failed(c, "c1", "ACCESS_REFUSED - access to exchange 'ex1'", 0);
+    assert_no_fail(b);
+    /* a new publish channel, B's two SENDs on it, once each */
+    uint16_t pub2 = get(l, m2, 0, AMQP_CONFIRM_SELECT_METHOD).ch;
+    assert_int_not_equal(pub2, pub);
+    assert_int_equal(publishes(l, m2, 0), 2);
+    assert_int_equal(publishes(l, m2, pub2), 2);
+    struct fl_rec r1 = get_publish(l, m2, pub2);
+    assert_string_equal(r1.exchange, "ex2");
+    assert_string_equal(r1.body, "B1");
+    assert_int_equal(r1.seq, 1);
+    assert_int_equal(b->nreceipts, 0);
+    fl_confirm(l, pub2, 2, 1, 1, 0); /* multiple */
+    assert_receipts(b, "b1", "b2", NULL);
+
+    /* ex1 is no longer known good: the next SEND to it is a probe again */
+    size_t m3 = fl_nrec(l);
+    assert_int_equal(send_(d, "/exchange/ex1/k", "d1", "D1"), SG_AGAIN);
+    struct fl_rec pr = get_publish(l, m3, 0);
+    assert_int_not_equal(pr.ch, pub2);
+    assert_string_equal(pr.exchange, "ex1");
+    fl_confirm(l, pr.ch, pr.seq, 0, 1, 0);
+    assert_receipts(d, "prime", "prime", "d1", NULL);
+
+    /* a SEND caught in two channel errors is failed, not retried again */
+    size_t m4 = fl_nrec(l);
+    assert_int_equal(send_(b, "/exchange/ex2/k", "b3", "B3"), SG_AGAIN);
+    assert_int_equal(publishes(l, m4, pub2), 1);
+    fl_chan_close(l, pub2, 406, "PRECONDITION_FAILED - unknown delivery tag 9");
+    /* no exchange named: the first unconfirmed one is blamed - b3 */
+    assert_failed(b, "b3", "unknown delivery tag", 0);
+
+    size_t m5 = fl_nrec(l);
+    assert_int_equal(send_(d, "/exchange/ex2/k", "d2", "D2"), SG_AGAIN);
+    uint16_t pub3 = get(l, m4, 0, AMQP_CONFIRM_SELECT_METHOD).ch;
+    assert_int_equal(publishes(l, m5, pub3), 1);
+    size_t m6 = fl_nrec(l);
+    fl_chan_close(l, pub3, 403, "ACCESS_REFUSED - access to exchange 'ex9' in vhost '/'");
+    /* not named: published once more on the next channel */
+    assert_no_fail(d);
+    uint16_t pub4 = get(l, m6, 0, AMQP_CONFIRM_SELECT_METHOD).ch;
+    assert_int_equal(publishes(l, m6, pub4), 1);
+    assert_string_equal(get_publish(l, m6, pub4).body, "D2");
+    size_t m7 = fl_nrec(l);
+    fl_chan_close(l, pub4, 403, "ACCESS_REFUSED - access to exchange 'ex9' in vhost '/'");
+    /* the second time it is failed, and not published again */
+    assert_failed(d, "d2", "ACCESS_REFUSED", 0);
+    assert_int_equal(publishes(l, m7, 0), 0);
+}
+
+/* One session's SENDs to a refused exchange and to a good one, both
+ * unconfirmed when the publish channel closes: the session ends; the good
+ * one is still published once more (nobody gets its receipt). */
+static void test_pub_channel_closed_same_session(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice"), *d = client("alice");
+    struct sg_link *l = a->link;
+    uint16_t pub = up(l);
+    prime(d, "/exchange/ex1/k");
+    prime(d, "/exchange/ex2/k");
+    assert_int_equal(send_(a, "/exchange/ex1/k", "a1", "A1"), SG_AGAIN);
+    assert_int_equal(send_(a, "/exchange/ex2/k", "a2", "A2"), SG_AGAIN);
+    assert_int_equal(send_(a, "/exchange/ex1/k", "a3", "A3"), SG_AGAIN);
+    size_t m = fl_nrec(l);
+    fl_chan_close(l, pub, 403, "ACCESS_REFUSED - access to exchange 'ex1' in vhost '/'");
+    assert_failed(a, "a1", "ACCESS_REFUSED", 0);
+    assert_null(a->rs); /* detached at its last release */
+    uint16_t pub2 = get(l, m, 0, AMQP_CONFIRM_SELECT_METHOD).ch;
+    assert_int_equal(publishes(l, m, pub2), 1);
+    /* its confirm finds no session to tell */
+    fl_confirm(l, pub2, 1, 0, 1, 0);
+    assert_int_equal(a->nreceipts, 0);
+    /* the other session is untouched */
+    assert_int_equal(send_(d, "/exchange/ex2/k", "d1", "D1"), SG_AGAIN);
+    fl_confirm(l, pub2, 2, 0, 1, 0);
+    assert_receipts(d, "prime", "prime", "d1", NULL);
+}
+
+/* Two SENDs of one session wait behind another session's probe to a
+ * missing exchange: the session gets one ERROR. */
+static void test_probe_closed_two_waiting_same_session(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice"), *c = client("alice");
+    struct sg_link *l = a->link;
+    up(l);
+    size_t m = fl_nrec(l);
+    assert_int_equal(send_(a, "/exchange/gone/k", "ra", "x"), SG_AGAIN);
+    uint16_t prep = get_publish(l, m, 0).ch;
+    assert_int_equal(send_(c, "/exchange/gone/k", "rc1", "y"), SG_AGAIN);
+    assert_int_equal(send_(c, "/exchange/gone/k", "rc2", "z"), SG_AGAIN);
+    fl_chan_close(l, prep, 404, "NOT_FOUND - no exchange 'gone' in vhost '/'");
+    assert_failed(a, "ra", "no exchange 'gone'", 0);
+    assert_failed(c, "rc1", "no exchange 'gone'", 0);
+}
+
+/* RECEIPTs leave in frame order across a slow SUBSCRIBE and a SEND
+ * confirm; an UNSUBSCRIBE done at once waits behind both. */
+static void test_receipt_order(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice");
+    struct sg_link *l = a->link;
+    up(l);
+    size_t m = fl_nrec(l);
+    assert_int_equal(subscribe(a, "/queue/other", "s0", "s0-r", SG_ACK_AUTO), SG_AGAIN);
+    uint16_t s0ch = get(l, m, 0, AMQP_BASIC_CONSUME_METHOD).ch;
+    fl_consume_ok(l, s0ch, "x");
+    assert_receipts(a, "s0-r", NULL);
+
+    size_t m2 = fl_nrec(l);
+    assert_int_equal(subscribe(a, "/queue/work", "s1", "sub-r", SG_ACK_CLIENT), SG_AGAIN);
+    struct fl_rec cons = get(l, m2, 0, AMQP_BASIC_CONSUME_METHOD);
+    struct fl_rec decl = get(l, m2, cons.ch, AMQP_QUEUE_DECLARE_METHOD);
+    assert_string_equal(decl.queue, "work");
+    assert_int_equal(decl.durable, 1);
+    assert_string_equal(cons.queue, "work");
+    assert_int_equal(cons.no_ack, 0);
+
+    /* the SEND completes first ... */
+    size_t m3 = fl_nrec(l);
+    assert_int_equal(send_(a, "/queue/work", "send-r", "w"), SG_AGAIN);
+    struct fl_rec sd = get(l, m3, 0, AMQP_QUEUE_DECLARE_METHOD);
+    fl_declare_ok(l, sd.ch, "work");
+    struct fl_rec p = get_publish(l, m3, 0);
+    fl_confirm(l, p.ch, p.seq, 0, 1, 0);
+    assert_receipts(a, "s0-r", NULL);
+    /* ... an UNSUBSCRIBE is done at once but answered later, in order */
+    size_t m4 = fl_nrec(l);
+    assert_int_equal(
+        run(a, &(struct act){.type = SG_ACT_UNSUBSCRIBE, .id = "s0", .receipt = "unsub-r"}, NULL,
+            0),
+        SG_AGAIN);
+    struct fl_rec cl = get(l, m4, 0, AMQP_CHANNEL_CLOSE_METHOD);
+    assert_int_equal(cl.ch, s0ch);
+    assert_receipts(a, "s0-r", NULL);
+    /* consume-ok of the SUBSCRIBE releases all three, in frame order */
+    fl_consume_ok(l, cons.ch, cons.ctag);
+    assert_receipts(a, "s0-r", "sub-r", "send-r", "unsub-r", NULL);
+    /* with nothing pending, a done action answers at once (SG_OK) */
+    assert_int_equal(
+        run(a, &(struct act){.type = SG_ACT_UNSUBSCRIBE, .id = "s1", .receipt = "u2"}, NULL, 0),
+        SG_OK);
+    assert_no_fail(a);
+}
+
+static void test_receipt_bound(void **state)
+{
+    (void)state;
+    start((const char *[]){"--max-pending-receipts=2", NULL});
+    struct fc *a = client("alice");
+    struct sg_link *l = a->link;
+    up(l);
+    size_t m0 = fl_nrec(l);
+    assert_int_equal(subscribe(a, "/queue/q0", "s0", NULL, SG_ACK_AUTO), SG_AGAIN);
+    fl_consume_ok(l, get(l, m0, 0, AMQP_BASIC_CONSUME_METHOD).ch, "x");
+    assert_int_equal(subscribe(a, "/queue/q", "s1", "r1", SG_ACK_AUTO), SG_AGAIN);
+    assert_int_equal(send_(a, "/queue/q", "r2", "x"), SG_AGAIN);
+    size_t m = fl_nrec(l);
+    char err[512];
+    int rc = run(a, &(struct act){.type = SG_ACT_SEND, .dest = "/queue/q", .receipt = "r3"}, err,
+                 sizeof err);
+    assert_int_equal(rc, SG_ETOOMANY);
+    assert_contains(err, "max_pending_receipts");
+    rc = run(
+        a, &(struct act){.type = SG_ACT_SUBSCRIBE, .dest = "/queue/z", .id = "s2", .receipt = "r4"},
+        err, sizeof err);
+    assert_int_equal(rc, SG_ETOOMANY);
+    assert_contains(err, "max_pending_receipts");
+    /* a done action with a receipt behind the pending ones counts too */
+    rc = run(a, &(struct act){.type = SG_ACT_UNSUBSCRIBE, .id = "s0", .receipt = "r5"}, err,
+             sizeof err);
+    assert_int_equal(rc, SG_ETOOMANY);
+    assert_contains(err, "max_pending_receipts");
+    /* nothing was published or opened for the refused ones */
+    assert_int_equal(publishes(l, m, 0), 0);
+    assert_int_equal(fl_count(l, m, 0, AMQP_CHANNEL_OPEN_METHOD), 0);
+    assert_int_equal(a->nreceipts, 0);
+    /* an UNSUBSCRIBE of the pending SUBSCRIBE releases its place */
+    assert_int_equal(
+        run(a, &(struct act){.type = SG_ACT_UNSUBSCRIBE, .id = "s1", .receipt = "r6"}, NULL, 0),
+        SG_AGAIN);
+    assert_receipts(a, "r1", NULL);
+}
+
+/* connection.blocked: every session's reads pause (also one attached
+ * meanwhile), SENDs are held up to hold_bytes (past it: ERROR, 1013);
+ * unblocked: reads resume and the held SENDs are published. */
+static void test_blocked(void **state)
+{
+    (void)state;
+    start((const char *[]){"--hold-bytes=8K", NULL});
+    struct fc *a = client("alice"), *b = client("alice");
+    struct sg_link *l = a->link;
+    uint16_t pub = up(l);
+    prime(a, "/topic/t");
+    assert_int_equal(a->npauses, 0);
+    fl_block(l, 1);
+    /* nobody is paused for the block itself: consumers keep reading */
+    assert_int_equal(a->npauses, 0);
+    assert_int_equal(b->npauses, 0);
+    struct fc *c = client("alice"); /* attached while blocked */
+    assert_int_equal(c->npauses, 0);
+
+    size_t m = fl_nrec(l);
+    /* a session is paused when it publishes (TCP backpressure), once */
+    assert_int_equal(send_(a, "/topic/t", NULL, "held-1"), SG_OK);
+    assert_int_equal(a->npauses, 1);
+    assert_int_equal(a->pauses[0], 1);
+    assert_int_equal(send_(a, "/topic/t", "ra", "held-2"), SG_AGAIN);
+    assert_int_equal(a->npauses, 1);
+    assert_int_equal(send_(c, "/queue/fresh", "rc", "held-3"), SG_AGAIN);
+    assert_int_equal(c->npauses, 1);
+    assert_int_equal(c->pauses[0], 1);
+    assert_int_equal(b->npauses, 0);
+    assert_int_equal(publishes(l, m, 0), 0);
+    assert_int_equal(fl_count(l, m, 0, AMQP_QUEUE_DECLARE_METHOD), 0);
+    /* over hold_bytes: this SEND fails with 1013, the held ones stay */
+    static char big[9000];
+    memset(big, 'x', sizeof big - 1);
+    assert_int_equal(send_(b, "/topic/t", "rb", big), SG_AGAIN);
+    assert_failed(b, "rb", "hold_bytes", SG_WS_CLOSE_TRY_AGAIN);
+    assert_no_fail(a);
+    assert_no_fail(c);
+    assert_int_equal(publishes(l, m, 0), 0);
+
+    fl_block(l, 0);
+    assert_int_equal(a->npauses, 2);
+    assert_int_equal(a->pauses[1], 0);
+    assert_int_equal(c->npauses, 2);
+    assert_int_equal(c->pauses[1], 0);
+    /* the held ones go, in order; the /queue one is declared first */
+    assert_int_equal(publishes(l, m, pub), 2);
+    struct fl_rec p1 = get_publish(l, m, pub);
+    assert_string_equal(p1.body, "held-1");
+    struct fl_rec d = get(l, m, 0, AMQP_QUEUE_DECLARE_METHOD);
+    assert_string_equal(d.queue, "fresh");
+    fl_confirm(l, pub, p1.seq + 1, 0, 1, 0);
+    assert_receipts(a, "prime", "ra", NULL);
+    fl_declare_ok(l, d.ch, "fresh");
+    struct fl_rec p3 = get_publish(l, fl_nrec(l) - 1, 0);
+    assert_string_equal(p3.body, "held-3");
+    fl_confirm(l, p3.ch, p3.seq, 0, 1, 0);
+    assert_receipts(c, "rc", NULL);
+}
+
+/* The link drops with unconfirmed SENDs: after it is up again they are
+ * published again, and their RECEIPTs come only after the new confirms. */
+static void test_link_drop_republish(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice");
+    struct sg_link *l = a->link;
+    uint16_t pub = up(l);
+    prime(a, "/topic/t");
+    size_t m = fl_nrec(l);
+    assert_int_equal(send_(a, "/topic/t", "r1", "one"), SG_AGAIN);
+    assert_int_equal(send_(a, "/topic/t", "r2", "two"), SG_AGAIN);
+    assert_int_equal(publishes(l, m, pub), 2);
+    fl_drop(l);
+    assert_no_fail(a);
+    assert_receipts(a, "prime", NULL);
+    /* while down, a SEND is held */
+    assert_int_equal(send_(a, "/topic/t", "r3", "three"), SG_AGAIN);
+
+    size_t m2 = fl_nrec(l);
+    uint16_t npub = up(l);
+    /* what the exchange was is forgotten with the connection: the first
+     * SEND probes it again, the others follow on the publish channel */
+    struct fl_rec probe = get_publish(l, m2, 0);
+    assert_int_not_equal(probe.ch, npub);
+    assert_string_equal(probe.body, "one");
+    assert_int_equal(publishes(l, m2, 0), 1);
+    assert_receipts(a, "prime", NULL);
+    fl_confirm(l, probe.ch, probe.seq, 0, 1, 0);
+    assert_receipts(a, "prime", "r1", NULL);
+    assert_int_equal(publishes(l, m2, npub), 2);
+    struct fl_rec p2 = get_publish(l, m2, npub);
+    assert_string_equal(p2.body, "two");
+    assert_int_equal(p2.seq, 1);
+    fl_confirm(l, npub, 2, 1, 1, 0);
+    assert_receipts(a, "prime", "r1", "r2", "r3", NULL);
+    assert_no_fail(a);
+}
+
+/* reply-to:/temp-queue/a: a private reply queue (its own channel, counted
+ * as a subscription); the SEND waits for its consume-ok and carries
+ * reply-to:/reply-queue/<queue>; UNSUBSCRIBE /temp-queue/a removes it. */
+static void test_temp_queue(void **state)
+{
+    (void)state;
+    start((const char *[]){"--max-subscriptions=3", NULL});
+    struct fc *a = client("alice");
+    struct sg_link *l = a->link;
+    uint16_t pub = up(l);
+    prime(a, "/queue/rpc");
+
+    size_t m = fl_nrec(l);
+    assert_int_equal(run(a,
+                         &(struct act){.type = SG_ACT_SEND,
+                                       .dest = "/queue/rpc",
+                                       .receipt = "r1",
+                                       .kv = {"reply-to", "/temp-queue/a", NULL},
+                                       .body = "req"},
+                         NULL, 0),
+                     SG_AGAIN);
+    struct fl_rec td = get(l, m, 0, AMQP_QUEUE_DECLARE_METHOD);
+    uint16_t tch = td.ch;
+    assert_int_not_equal(tch, pub);
+    assert_int_equal(td.exclusive, 1);
+    assert_int_equal(td.auto_delete, 1);
+    assert_int_equal(td.durable, 0);
+    assert_true(strlen(td.queue) > 0);
+    struct fl_rec tc = get(l, m, tch, AMQP_BASIC_CONSUME_METHOD);
+    assert_string_equal(tc.queue, td.queue);
+    /* the SEND waits for the reply queue */
+    assert_int_equal(publishes(l, m, 0), 0);
+    fl_declare_ok(l, tch, td.queue);
+    assert_int_equal(publishes(l, m, 0), 0);
+
+    size_t m2 = fl_nrec(l);
+    fl_consume_ok(l, tch, tc.ctag);
+    struct fl_rec p = get_publish(l, m2, 0);
+    assert_int_equal(p.ch, pub);
+    assert_string_equal(p.rkey, "rpc");
+    char want[300];
+    snprintf(want, sizeof want, "/reply-queue/%s", td.queue);
+    assert_string_equal(p.reply_to, want);
+    fl_confirm(l, pub, p.seq, 0, 1, 0);
+    assert_receipts(a, "prime", "r1", NULL);
+
+    /* a reply on the temp queue: destination /temp-queue/a, no ack header */
+    size_t m3 = fl_nrec(l);
+    fl_deliver(l, tch, 1, 0, "", td.queue, NULL, "resp", 4);
+    assert_int_equal(a->nwrites, 1);
+    assert_msg(a, 0, "destination", "/temp-queue/a");
+    assert_msg(a, 0, "(body)", "resp");
+    char v[64];
+    assert_false(msg_header(a, 0, "ack", v, sizeof v));
+    struct fl_rec ack = get(l, m3, tch, AMQP_BASIC_ACK_METHOD); /* acked for the client */
+    assert_int_equal(ack.tag, 1);
+
+    /* the same temp queue again: no new queue, at once */
+    size_t m4 = fl_nrec(l);
+    assert_int_equal(run(a,
+                         &(struct act){.type = SG_ACT_SEND,
+                                       .dest = "/queue/rpc",
+                                       .kv = {"reply-to", "/temp-queue/a", NULL},
+                                       .body = "req2"},
+                         NULL, 0),
+                     SG_OK);
+    assert_int_equal(fl_count(l, m4, 0, AMQP_CHANNEL_OPEN_METHOD), 0);
+    assert_string_equal(get_publish(l, m4, pub).reply_to, want);
+
+    /* it counts toward max_subscriptions (3): two more fit, then no more */
+    assert_int_equal(subscribe(a, "/queue/x", "s1", NULL, SG_ACK_AUTO), SG_AGAIN);
+    assert_int_equal(subscribe(a, "/topic/y", "s2", NULL, SG_ACK_AUTO), SG_AGAIN);
+    char err[512];
+    int rc = run(a,
+                 &(struct act){.type = SG_ACT_SEND,
+                               .dest = "/queue/rpc",
+                               .kv = {"reply-to", "/temp-queue/b", NULL},
+                               .body = "req3"},
+                 err, sizeof err);
+    assert_int_equal(rc, SG_ETOOMANY);
+    assert_contains(err, "max_subscriptions");
+    rc = run(a, &(struct act){.type = SG_ACT_SUBSCRIBE, .dest = "/queue/z", .id = "s3"}, err,
+             sizeof err);
+    assert_int_equal(rc, SG_ETOOMANY);
+    assert_contains(err, "max_subscriptions");
+
+    /* UNSUBSCRIBE /temp-queue/a removes the reply queue (and frees a place) */
+    size_t m5 = fl_nrec(l);
+    assert_int_equal(
+        run(a, &(struct act){.type = SG_ACT_UNSUBSCRIBE, .id = "/temp-queue/a"}, NULL, 0), SG_OK);
+    assert_int_equal(get(l, m5, 0, AMQP_CHANNEL_CLOSE_METHOD).ch, tch);
+    assert_int_equal(fl_chan_state(l, tch), 2);
+    fl_close_ok(l, tch);
+    /* a second UNSUBSCRIBE of it finds nothing */
+    rc = run(a, &(struct act){.type = SG_ACT_UNSUBSCRIBE, .id = "/temp-queue/a"}, err, sizeof err);
+    assert_int_equal(rc, SG_ESTATE);
+    size_t m6 = fl_nrec(l);
+    assert_int_equal(run(a,
+                         &(struct act){.type = SG_ACT_SEND,
+                                       .dest = "/queue/rpc",
+                                       .kv = {"reply-to", "/temp-queue/b", NULL},
+                                       .body = "req4"},
+                         NULL, 0),
+                     SG_OK);
+    struct fl_rec td2 = get(l, m6, 0, AMQP_QUEUE_DECLARE_METHOD);
+    assert_string_not_equal(td2.queue, td.queue);
+    assert_no_fail(a);
+}
+
+/* prefetch-count:0 -> basic.qos max_prefetch; a client-ack subscription
+ * whose client is over output_buffer_max has its consumer cancelled, and
+ * consumes again once drained. */
+static void test_prefetch_and_throttle(void **state)
+{
+    (void)state;
+    start((const char *[]){"--prefetch=10", "--max-prefetch=50", NULL});
+    struct fc *a = client("alice");
+    struct sg_link *l = a->link;
+    up(l);
+    static const struct {
+        const char *pf;
+        int want;
+    } rows[] = {{NULL, 10}, {"0", 50}, {"5", 5}, {"50", 50}, {"51", 50}, {"99999", 50}};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "p%zu", i);
+        size_t m = fl_nrec(l);
+        struct act ac = {.type = SG_ACT_SUBSCRIBE, .dest = "/queue/pf", .id = id};
+        if (rows[i].pf) {
+            ac.kv[0] = "prefetch-count";
+            ac.kv[1] = rows[i].pf;
+        }
+        assert_int_equal(run(a, &ac, NULL, 0), SG_AGAIN);
+        assert_int_equal(get(l, m, 0, AMQP_BASIC_QOS_METHOD).prefetch, rows[i].want);
+    }
+    static const char *const badpf[] = {"-1", "abc", "", "12345678901"};
+    for (size_t i = 0; i < 4; i++) {
+        char err[512];
+        int rc = run(a,
+                     &(struct act){.type = SG_ACT_SUBSCRIBE,
+                                   .dest = "/queue/pf",
+                                   .id = "bad",
+                                   .kv = {"prefetch-count", badpf[i], NULL}},
+                     err, sizeof err);
+        assert_int_equal(rc, SG_ESTOMP);
+        assert_contains(err, "prefetch-count");
+    }
+
+    size_t m = fl_nrec(l);
+    assert_int_equal(subscribe(a, "/queue/jobs", "s1", NULL, SG_ACK_CLIENT), SG_AGAIN);
+    struct fl_rec cons = get(l, m, 0, AMQP_BASIC_CONSUME_METHOD);
+    uint16_t ch = cons.ch;
+    fl_consume_ok(l, ch, cons.ctag);
+    /* under the bound: written, no ack (the client acks), no cancel */
+    size_t m2 = fl_nrec(l);
+    fl_deliver(l, ch, 1, 0, "", "jobs", NULL, "j1", 2);
+    assert_int_equal(a->nwrites, 1);
+    assert_msg(a, 0, "subscription", "s1");
+    assert_msg(a, 0, "destination", "/queue/jobs");
+    char ackid[64];
+    assert_true(msg_header(a, 0, "ack", ackid, sizeof ackid));
+    assert_int_equal(fl_count(l, m2, 0, AMQP_BASIC_ACK_METHOD), 0);
+    assert_int_equal(fl_count(l, m2, 0, AMQP_BASIC_CANCEL_METHOD), 0);
+    /* over output_buffer_max after a delivery: the consumer is cancelled */
+    a->outlen = (size_t)T.cfg.output_buffer_max + 1;
+    fl_deliver(l, ch, 2, 0, "", "jobs", NULL, "j2", 2);
+    assert_int_equal(a->nwrites, 2);
+    struct fl_rec cancel = get(l, m2, ch, AMQP_BASIC_CANCEL_METHOD);
+    assert_string_equal(cancel.ctag, cons.ctag);
+    /* once only */
+    fl_deliver(l, ch, 3, 0, "", "jobs", NULL, "j3", 2); /* prefetched before the cancel */
+    assert_int_equal(fl_count(l, m2, 0, AMQP_BASIC_CANCEL_METHOD), 1);
+    assert_int_equal(fl_count(l, m2, 0, AMQP_BASIC_CONSUME_METHOD), 0);
+    /* drained: consumes again, same queue and tag */
+    a->outlen = 0;
+    size_t m3 = fl_nrec(l);
+    sg_relay_drained(a->rs);
+    struct fl_rec again = get(l, m3, ch, AMQP_BASIC_CONSUME_METHOD);
+    assert_string_equal(again.queue, "jobs");
+    assert_string_equal(again.ctag, cons.ctag);
+    sg_relay_drained(a->rs); /* not paused any more: nothing */
+    assert_int_equal(fl_count(l, m3, 0, AMQP_BASIC_CONSUME_METHOD), 1);
+    /* ACK of the first message id (client mode: cumulative) */
+    size_t m4 = fl_nrec(l);
+    assert_int_equal(run(a, &(struct act){.type = SG_ACT_ACK, .ack_id = ackid}, NULL, 0), SG_OK);
+    struct fl_rec ack = get(l, m4, ch, AMQP_BASIC_ACK_METHOD);
+    assert_int_equal(ack.tag, 1);
+    assert_int_equal(ack.multiple, 1);
+    /* acked already: unknown now */
+    assert_int_equal(run(a, &(struct act){.type = SG_ACT_ACK, .ack_id = ackid}, NULL, 0),
+                     SG_ESTOMP);
+    assert_no_fail(a);
+}
+
+/* ack:auto on a private queue: acked once written, unless the client is
+ * behind; then the ack is held back until it drains. */
+static void test_auto_ack_held_while_behind(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice");
+    struct sg_link *l = a->link;
+    up(l);
+    size_t m = fl_nrec(l);
+    assert_int_equal(subscribe(a, "/queue/auto", "s1", NULL, SG_ACK_AUTO), SG_AGAIN);
+    struct fl_rec cons = get(l, m, 0, AMQP_BASIC_CONSUME_METHOD);
+    fl_consume_ok(l, cons.ch, cons.ctag);
+    size_t m2 = fl_nrec(l);
+    fl_deliver(l, cons.ch, 1, 0, "", "auto", NULL, "a", 1);
+    struct fl_rec ack = get(l, m2, cons.ch, AMQP_BASIC_ACK_METHOD);
+    assert_int_equal(ack.tag, 1);
+    char v[64];
+    assert_false(msg_header(a, 0, "ack", v, sizeof v));
+    /* behind (over half the bound): held */
+    a->outlen = (size_t)T.cfg.output_buffer_max / 2 + 1;
+    size_t m3 = fl_nrec(l);
+    fl_deliver(l, cons.ch, 2, 0, "", "auto", NULL, "b", 1);
+    fl_deliver(l, cons.ch, 3, 0, "", "auto", NULL, "c", 1);
+    assert_int_equal(fl_count(l, m3, 0, AMQP_BASIC_ACK_METHOD), 0);
+    a->outlen = 0;
+    sg_relay_drained(a->rs);
+    ack = get(l, m3, cons.ch, AMQP_BASIC_ACK_METHOD);
+    assert_int_equal(ack.tag, 3);
+    assert_int_equal(ack.multiple, 1);
+    assert_int_equal(a->nwrites, 3);
+}
+
+/* Two /topic subscriptions share one upstream; a delivery is written to
+ * both; a client over output_buffer_max afterwards is dropped (1008). */
+static void test_topic_fanout(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice"), *b = client_v("alice", 10);
+    struct sg_link *l = a->link;
+    up(l);
+    size_t m = fl_nrec(l);
+    assert_int_equal(subscribe(a, "/topic/prices", "a1", "ra", SG_ACK_AUTO), SG_AGAIN);
+    uint16_t tch = get(l, m, 0, AMQP_CHANNEL_OPEN_METHOD).ch;
+    struct fl_rec d = get(l, m, tch, AMQP_QUEUE_DECLARE_METHOD);
+    assert_int_equal(d.exclusive, 1);
+    assert_int_equal(d.auto_delete, 1);
+    struct fl_rec bind = get(l, m, tch, AMQP_QUEUE_BIND_METHOD);
+    assert_string_equal(bind.exchange, "amq.topic");
+    assert_string_equal(bind.rkey, "prices");
+    assert_string_equal(bind.queue, d.queue);
+    struct fl_rec cons = get(l, m, tch, AMQP_BASIC_CONSUME_METHOD);
+    assert_int_equal(cons.no_ack, 1);
+    size_t m2 = fl_nrec(l);
+    assert_int_equal(subscribe(b, "/topic/prices", "b1", "rb", SG_ACK_AUTO), SG_AGAIN);
+    assert_int_equal(fl_nrec(l), m2); /* shares the upstream: nothing sent */
+    assert_int_equal(a->nreceipts + b->nreceipts, 0);
+    fl_consume_ok(l, tch, cons.ctag);
+    assert_receipts(a, "ra", NULL);
+    assert_receipts(b, "rb", NULL);
+    /* a third, once the upstream is ready: answered at once */
+    struct fc *c = client("alice");
+    assert_int_equal(subscribe(c, "/topic/prices", "c1", "rc", SG_ACK_AUTO), SG_OK);
+
+    amqp_basic_properties_t props;
+    memset(&props, 0, sizeof props);
+    props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG;
+    props.content_type = amqp_cstring_bytes("text/plain");
+    fl_deliver(l, tch, 1, 0, "amq.topic", "prices", &props, "p=1", 3);
+    assert_int_equal(a->nwrites, 1);
+    assert_int_equal(b->nwrites, 1);
+    assert_int_equal(c->nwrites, 1);
+    assert_msg(a, 0, "subscription", "a1");
+    assert_msg(b, 0, "subscription", "b1");
+    assert_msg(c, 0, "subscription", "c1");
+    for (int i = 0; i < 3; i++) {
+        struct fc *x = i == 0 ? a : i == 1 ? b : c;
+        assert_msg(x, 0, "destination", "/topic/prices");
+        assert_msg(x, 0, "content-type", "text/plain");
+        assert_msg(x, 0, "(body)", "p=1");
+        assert_true(x->wtext[0]);
+    }
+    /* B is behind after the next delivery: ERROR slow consumer, 1008 */
+    b->outlen = (size_t)T.cfg.output_buffer_max + 1;
+    fl_deliver(l, tch, 2, 0, "amq.topic", "prices", NULL, "p=2", 3);
+    assert_int_equal(a->nwrites, 2);
+    assert_int_equal(b->nwrites, 2);
+    assert_failed(b, NULL, "slow consumer", SG_WS_CLOSE_POLICY);
+    assert_no_fail(a);
+    assert_no_fail(c);
+    assert_null(b->rs);
+    fl_deliver(l, tch, 3, 0, "amq.topic", "prices", NULL, "p=3", 3);
+    assert_int_equal(a->nwrites, 3);
+    assert_int_equal(b->nwrites, 2);
+    assert_int_equal(c->nwrites, 3);
+    /* the last subscriber's UNSUBSCRIBE closes the upstream */
+    size_t m3 = fl_nrec(l);
+    assert_int_equal(run(a, &(struct act){.type = SG_ACT_UNSUBSCRIBE, .id = "a1"}, NULL, 0), SG_OK);
+    assert_int_equal(fl_count(l, m3, 0, AMQP_CHANNEL_CLOSE_METHOD), 0);
+    assert_int_equal(run(c, &(struct act){.type = SG_ACT_UNSUBSCRIBE, .id = "c1"}, NULL, 0), SG_OK);
+    assert_int_equal(get(l, m3, 0, AMQP_CHANNEL_CLOSE_METHOD).ch, tch);
+}
+
+/* A COMMIT's replayed SENDs (in_commit, commit_receipt c1): every one is
+ * confirmed before the COMMIT's RECEIPT; a returned one fails the
+ * session with the COMMIT's receipt-id. */
+static void test_transaction(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice");
+    struct sg_link *l = a->link;
+    uint16_t pub = up(l);
+    prime(a, "/queue/tx");
+
+    size_t m = fl_nrec(l);
+    assert_int_equal(run(a,
+                         &(struct act){.type = SG_ACT_SEND,
+                                       .dest = "/queue/tx",
+                                       .in_commit = 1,
+                                       .commit_receipt = "c1",
+                                       .body = "t1"},
+                         NULL, 0),
+                     SG_OK);
+    assert_int_equal(run(a,
+                         &(struct act){.type = SG_ACT_SEND,
+                                       .dest = "/queue/tx",
+                                       .receipt = "c1",
+                                       .in_commit = 1,
+                                       .commit_receipt = "c1",
+                                       .body = "t2"},
+                         NULL, 0),
+                     SG_AGAIN);
+    assert_int_equal(publishes(l, m, pub), 2);
+    struct fl_rec p1 = get_publish(l, m, pub);
+    assert_int_equal(p1.mandatory, 1); /* confirmed, to a queue: must be routed */
+    /* the second's confirm alone does not answer the COMMIT */
+    fl_confirm(l, pub, p1.seq + 1, 0, 1, 0);
+    assert_receipts(a, "prime", NULL);
+    fl_confirm(l, pub, p1.seq, 0, 1, 0);
+    assert_receipts(a, "prime", "c1", NULL);
+
+    /* the next COMMIT: its first SEND comes back unroutable */
+    size_t m2 = fl_nrec(l);
+    assert_int_equal(run(a,
+                         &(struct act){.type = SG_ACT_SEND,
+                                       .dest = "/queue/tx",
+                                       .in_commit = 1,
+                                       .commit_receipt = "c2",
+                                       .body = "u1"},
+                         NULL, 0),
+                     SG_OK);
+    assert_int_equal(run(a,
+                         &(struct act){.type = SG_ACT_SEND,
+                                       .dest = "/queue/tx",
+                                       .receipt = "c2",
+                                       .in_commit = 1,
+                                       .commit_receipt = "c2",
+                                       .body = "u2"},
+                         NULL, 0),
+                     SG_AGAIN);
+    struct fl_rec u1 = get_publish(l, m2, pub);
+    fl_confirm(l, pub, u1.seq, 0, 1, 1);
+    assert_failed(a, "c2", "could not be routed", 0);
+    fl_confirm(l, pub, u1.seq + 1, 0, 1, 0);
+    assert_receipts(a, "prime", "c1", NULL);
+}
+
+/* A replayed SEND the relay refuses fails the session with the COMMIT's
+ * receipt-id (the session has answered the COMMIT frame already). */
+static void test_transaction_refused_send(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice");
+    struct sg_link *l = a->link;
+    up(l);
+    size_t m = fl_nrec(l);
+    int rc = run(a,
+                 &(struct act){.type = SG_ACT_SEND,
+                               .dest = "/queue/tx",
+                               .in_commit = 1,
+                               .commit_receipt = "c9",
+                               .kv = {"priority", "300", NULL},
+                               .body = "t"},
+                 NULL, 0);
+    assert_int_equal(rc, SG_AGAIN);
+    assert_failed(a, "c9", "priority", 0);
+    assert_int_equal(publishes(l, m, 0), 0);
+}
+
+/* A nack fails the SEND; the broker refusing the login fails every
+ * session of that login (1008), not others. */
+static void test_nack_and_refused(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice"), *b = client("alice"), *o = client("olga");
+    struct sg_link *l = a->link;
+    uint16_t pub = up(l);
+    prime(a, "/topic/n");
+    size_t m = fl_nrec(l);
+    assert_int_equal(send_(a, "/topic/n", "ra", "x"), SG_AGAIN);
+    fl_confirm(l, pub, get_publish(l, m, pub).seq, 0, 0, 0);
+    assert_failed(a, "ra", "nack", 0);
+    fl_drop(l);
+    fl_refuse(l, "ACCESS_REFUSED");
+    assert_failed(b, NULL, "access refused", SG_WS_CLOSE_POLICY);
+    assert_no_fail(o);
+    /* the service connection answers /readyz */
+    assert_false(sg_relay_ready(T.r));
+    fl_up(fl_link(T.cfg.broker_user, 1));
+    assert_true(sg_relay_ready(T.r));
+}
+
+/* A SUBSCRIBE still waiting for consume-ok when the link drops is set up
+ * again after the reconnect and answered then; acks of the old
+ * connection's deliveries are void. */
+static void test_link_drop_subscriptions(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice");
+    struct sg_link *l = a->link;
+    up(l);
+    size_t m = fl_nrec(l);
+    assert_int_equal(subscribe(a, "/queue/d1", "s1", NULL, SG_ACK_CLIENT_INDIVIDUAL), SG_AGAIN);
+    struct fl_rec c1 = get(l, m, 0, AMQP_BASIC_CONSUME_METHOD);
+    fl_consume_ok(l, c1.ch, c1.ctag);
+    fl_deliver(l, c1.ch, 7, 0, "", "d1", NULL, "m", 1);
+    char old_ack[64];
+    assert_true(msg_header(a, 0, "ack", old_ack, sizeof old_ack));
+    size_t m1 = fl_nrec(l);
+    assert_int_equal(subscribe(a, "/queue/d2", "s2", "r2", SG_ACK_AUTO), SG_AGAIN);
+    struct fl_rec c2 = get(l, m1, 0, AMQP_BASIC_CONSUME_METHOD);
+    fl_drop(l);
+    assert_no_fail(a);
+    assert_int_equal(a->nreceipts, 0);
+    /* an ACK for a message of the lost connection: nothing to do */
+    size_t m2 = fl_nrec(l);
+    assert_int_equal(run(a, &(struct act){.type = SG_ACT_ACK, .ack_id = old_ack}, NULL, 0), SG_OK);
+    up(l);
+    /* both subscriptions are set up again, each on a channel of its own */
+    assert_int_equal(fl_count(l, m2, 0, AMQP_BASIC_CONSUME_METHOD), 2);
+    assert_int_equal(fl_count(l, m2, 0, AMQP_BASIC_ACK_METHOD), 0);
+    const struct fl_rec *r = fl_find(l, m2, 0, AMQP_BASIC_CONSUME_METHOD, NULL);
+    struct fl_rec n1 = *r;
+    size_t at;
+    fl_find(l, m2, 0, AMQP_BASIC_CONSUME_METHOD, &at);
+    struct fl_rec n2 = get(l, at + 1, 0, AMQP_BASIC_CONSUME_METHOD);
+    assert_int_not_equal(n1.ch, n2.ch);
+    struct fl_rec nd2 = strcmp(n1.queue, "d2") ? n2 : n1;
+    assert_string_equal(nd2.ctag, c2.ctag);
+    fl_consume_ok(l, nd2.ch, nd2.ctag);
+    assert_receipts(a, "r2", NULL);
+    /* the old ack id is still void on the new connection (another gen) */
+    size_t m3 = fl_nrec(l);
+    assert_int_equal(run(a, &(struct act){.type = SG_ACT_ACK, .ack_id = old_ack}, NULL, 0), SG_OK);
+    assert_int_equal(fl_count(l, m3, 0, AMQP_BASIC_ACK_METHOD), 0);
+    /* a NACK in client-individual mode: one message, requeue per config */
+    struct fl_rec nd1 = strcmp(n1.queue, "d1") ? n2 : n1;
+    fl_consume_ok(l, nd1.ch, nd1.ctag);
+    fl_deliver(l, nd1.ch, 1, 1, "", "d1", NULL, "m1", 2);
+    fl_deliver(l, nd1.ch, 2, 0, "", "d1", NULL, "m2", 2);
+    assert_msg(a, 1, "redelivered", "true");
+    char ack1[64];
+    assert_true(msg_header(a, 1, "ack", ack1, sizeof ack1));
+    assert_int_equal(run(a, &(struct act){.type = SG_ACT_NACK, .ack_id = ack1}, NULL, 0), SG_OK);
+    struct fl_rec nk = get(l, m3, nd1.ch, AMQP_BASIC_NACK_METHOD);
+    assert_int_equal(nk.tag, 1);
+    assert_int_equal(nk.multiple, 0);
+    assert_int_equal(nk.requeue, 1);
+    assert_no_fail(a);
+}
+
+/* A SEND held while the broker is away longer than hold_ms gets ERROR
+ * "broker unavailable" (1013) at the relay's next timer tick. */
+static void test_hold_timeout(void **state)
+{
+    (void)state;
+    start((const char *[]){"--hold-ms=0", NULL});
+    struct fc *a = client("alice");
+    assert_int_equal(send_(a, "/topic/t", "r1", "x"), SG_AGAIN); /* link not up yet */
+    assert_no_fail(a);
+    /* the hold timer runs every 250 ms */
+    assert_int_equal(event_base_loop(T.base, EVLOOP_ONCE), 0);
+    assert_failed(a, "r1", "broker unavailable", SG_WS_CLOSE_TRY_AGAIN);
+}
+
+/* The broker cancels a consumer, or closes a subscription's channel: that
+ * session gets ERROR (with the SUBSCRIBE's receipt-id while it is
+ * pending); the others are untouched. */
+static void test_subscription_closed_by_broker(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice"), *b = client("alice"), *c = client("alice");
+    struct sg_link *l = a->link;
+    up(l);
+    size_t m = fl_nrec(l);
+    assert_int_equal(subscribe(a, "/amq/queue/missing", "s1", "ra", SG_ACK_AUTO), SG_AGAIN);
+    struct fl_rec ca = get(l, m, 0, AMQP_BASIC_CONSUME_METHOD);
+    assert_int_equal(fl_count(l, m, ca.ch, AMQP_QUEUE_DECLARE_METHOD), 0); /* no declare */
+    size_t m2 = fl_nrec(l);
+    assert_int_equal(subscribe(b, "/queue/here", "s1", NULL, SG_ACK_AUTO), SG_AGAIN);
+    struct fl_rec cb = get(l, m2, 0, AMQP_BASIC_CONSUME_METHOD);
+    fl_consume_ok(l, cb.ch, cb.ctag);
+    size_t m3 = fl_nrec(l);
+    assert_int_equal(subscribe(c, "/queue/also", "s1", NULL, SG_ACK_AUTO), SG_AGAIN);
+    struct fl_rec cc = get(l, m3, 0, AMQP_BASIC_CONSUME_METHOD);
+    fl_consume_ok(l, cc.ch, cc.ctag);
+
+    fl_chan_close(l, ca.ch, 404, "NOT_FOUND - no queue 'missing' in vhost '/'");
+    assert_failed(a, "ra", "no queue 'missing'", 0);
+    assert_contains(a->fails[0].msg, "/amq/queue/missing");
+    fl_cancel(l, cb.ch);
+    assert_failed(b, NULL, "cancelled by the broker", 0);
+    assert_null(b->rs);
+    /* B's channel was closed by the relay when it was detached */
+    assert_int_equal(fl_chan_state(l, cb.ch), 2);
+    assert_no_fail(c);
+    fl_deliver(l, cc.ch, 1, 0, "", "also", NULL, "ok", 2);
+    assert_int_equal(c->nwrites, 1);
+}
+
+/* A session that goes away with SENDs in every stage (waiting for a
+ * declare, for a temp queue, for a confirm): they are still published and
+ * nobody is told; its subscriptions' channels are closed. */
+static void test_detach_with_pending_work(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice"), *b = client("alice");
+    struct sg_link *l = a->link;
+    uint16_t pub = up(l);
+    prime(b, "/topic/known");
+    size_t m = fl_nrec(l);
+    assert_int_equal(send_(a, "/topic/known", "r1", "unconfirmed"), SG_AGAIN);
+    assert_int_equal(send_(a, "/queue/fresh", "r2", "declaring"), SG_AGAIN);
+    assert_int_equal(run(a,
+                         &(struct act){.type = SG_ACT_SEND,
+                                       .dest = "/topic/known",
+                                       .receipt = "r3",
+                                       .kv = {"reply-to", "/temp-queue/x", NULL},
+                                       .body = "temp-wait"},
+                         NULL, 0),
+                     SG_AGAIN);
+    assert_int_equal(subscribe(a, "/topic/known", "s1", NULL, SG_ACK_AUTO), SG_AGAIN);
+    struct fl_rec decl = get(l, m, 0, AMQP_QUEUE_DECLARE_METHOD); /* /queue/fresh */
+    assert_string_equal(decl.queue, "fresh");
+    assert_int_equal(publishes(l, m, 0), 1);
+    size_t m2 = fl_nrec(l);
+    struct sg_relay_sess *rs = a->rs;
+    a->rs = NULL;
+    a->detached = 1;
+    sg_relay_detach(rs);
+    /* the temp queue and the fan-out upstream are closed; the SEND that
+     * waited for the temp queue goes now */
+    assert_true(fl_count(l, m2, 0, AMQP_CHANNEL_CLOSE_METHOD) >= 2);
+    struct fl_rec tp = get_publish(l, m2, pub);
+    assert_string_equal(tp.body, "temp-wait");
+    fl_declare_ok(l, decl.ch, "fresh");
+    struct fl_rec pr = get_publish(l, m2, decl.ch);
+    assert_string_equal(pr.body, "declaring");
+    fl_confirm(l, decl.ch, pr.seq, 0, 1, 0);
+    fl_confirm(l, pub, tp.seq, 1, 1, 0);
+    assert_int_equal(a->nreceipts + a->nfails, 0);
+    /* B is unaffected */
+    assert_int_equal(send_(b, "/queue/fresh", "rb", "b"), SG_AGAIN);
+    struct fl_rec bp = get_publish(l, fl_nrec(l) - 1, pub);
+    fl_confirm(l, pub, bp.seq, 0, 1, 0);
+    assert_receipts(b, "prime", "rb", NULL);
+}
+
+/* Out of channels on the connection (broker_channel_max): the SUBSCRIBE
+ * that finds none fails its session with 1013. */
+static void test_channel_max(void **state)
+{
+    (void)state;
+    start((const char *[]){"--broker-channel-max=8", NULL});
+    struct fc *a = client("alice"), *b = client("alice");
+    struct sg_link *l = a->link;
+    up(l); /* channel 1: publishing */
+    for (int i = 0; i < 7; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "s%d", i);
+        assert_int_equal(subscribe(a, "/queue/cm", id, NULL, SG_ACK_AUTO), SG_AGAIN);
+    }
+    assert_no_fail(a);
+    assert_int_equal(subscribe(b, "/queue/cm", "s", "rb", SG_ACK_AUTO), SG_AGAIN);
+    assert_failed(b, "rb", "broker_channel_max", SG_WS_CLOSE_TRY_AGAIN);
+    assert_no_fail(a);
+}
+
+/* After a reconnect the broker offers fewer channels: the sessions whose
+ * subscriptions no longer fit fail (1013) while the link comes up; the
+ * setup of the others goes on. max 3: publishing and the two topic
+ * upstreams fit, the private queues do not. */
+static void test_reconnect_fewer_channels(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice"), *b = client("alice"), *c = client("alice");
+    struct sg_link *l = a->link;
+    up(l);
+    assert_int_equal(subscribe(a, "/queue/f1", "s1", NULL, SG_ACK_AUTO), SG_AGAIN);
+    assert_int_equal(subscribe(b, "/queue/f2", "s1", NULL, SG_ACK_AUTO), SG_AGAIN);
+    assert_int_equal(subscribe(b, "/queue/f3", "s2", NULL, SG_ACK_AUTO), SG_AGAIN);
+    assert_int_equal(subscribe(c, "/topic/f4", "s1", NULL, SG_ACK_AUTO), SG_AGAIN);
+    assert_int_equal(subscribe(c, "/topic/f5", "s2", NULL, SG_ACK_AUTO), SG_AGAIN);
+    fl_drop(l);
+    fl_set_channel_max(l, 3);
+    size_t m = fl_nrec(l);
+    up(l);
+    assert_failed(a, NULL, "broker_channel_max", SG_WS_CLOSE_TRY_AGAIN);
+    assert_failed(b, NULL, "broker_channel_max", SG_WS_CLOSE_TRY_AGAIN);
+    assert_no_fail(c);
+    assert_int_equal(fl_count(l, m, 0, AMQP_BASIC_CONSUME_METHOD), 2);
+}
+
+/* The same with max 2: one topic upstream cannot be set up either, which
+ * fails its subscribers' session while the topics are being walked. */
+static void test_reconnect_fewer_channels_topics(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice"), *c = client("alice");
+    struct sg_link *l = a->link;
+    up(l);
+    assert_int_equal(subscribe(c, "/topic/f4", "s1", NULL, SG_ACK_AUTO), SG_AGAIN);
+    assert_int_equal(subscribe(c, "/topic/f5", "s2", NULL, SG_ACK_AUTO), SG_AGAIN);
+    assert_int_equal(subscribe(c, "/topic/f6", "s3", NULL, SG_ACK_AUTO), SG_AGAIN);
+    assert_int_equal(subscribe(a, "/queue/f1", "s1", NULL, SG_ACK_AUTO), SG_AGAIN);
+    fl_drop(l);
+    fl_set_channel_max(l, 2);
+    up(l);
+    assert_failed(c, NULL, "broker_channel_max", SG_WS_CLOSE_TRY_AGAIN);
+    assert_failed(a, NULL, "broker_channel_max", SG_WS_CLOSE_TRY_AGAIN);
+}
+
+/* Blocked, then the connection drops: reads resume (nothing to wait for
+ * now), and the SENDs held are published after the reconnect. */
+static void test_blocked_then_dropped(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice");
+    struct sg_link *l = a->link;
+    up(l);
+    prime(a, "/topic/t");
+    fl_block(l, 1);
+    assert_int_equal(send_(a, "/topic/t", "r1", "x"), SG_AGAIN);
+    fl_drop(l);
+    assert_int_equal(a->npauses, 2);
+    assert_int_equal(a->pauses[0], 1);
+    assert_int_equal(a->pauses[1], 0);
+    size_t m = fl_nrec(l);
+    up(l);
+    struct fl_rec p = get_publish(l, m, 0);
+    assert_string_equal(p.body, "x");
+    fl_confirm(l, p.ch, p.seq, 0, 1, 0);
+    assert_receipts(a, "prime", "r1", NULL);
+}
+
+/* Queue names: a durable topic subscription's queue is named from a hash
+ * of destination and id (stable, distinct per id); x-queue-name wins; a
+ * client-ack topic subscription gets a private exclusive queue. */
+static void test_subscription_queue_names(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice");
+    struct sg_link *l = a->link;
+    up(l);
+    char q[3][256];
+    static const char *const ids[] = {"sub-0", "sub-0", "sub-1"};
+    for (int i = 0; i < 3; i++) {
+        size_t m = fl_nrec(l);
+        struct act ac = {.type = SG_ACT_SUBSCRIBE,
+                         .dest = "/topic/dur",
+                         .id = ids[i],
+                         .kv = {"durable", "true", NULL}};
+        assert_int_equal(run(a, &ac, NULL, 0), SG_AGAIN);
+        struct fl_rec d = get(l, m, 0, AMQP_QUEUE_DECLARE_METHOD);
+        assert_int_equal(d.durable, 1);
+        assert_int_equal(d.exclusive, 0);
+        assert_int_equal(d.auto_delete, 0);
+        assert_int_equal(strncmp(d.queue, "stomp-subscription-", 19), 0);
+        snprintf(q[i], sizeof q[i], "%s", d.queue);
+        struct fl_rec b = get(l, m, d.ch, AMQP_QUEUE_BIND_METHOD);
+        assert_string_equal(b.exchange, "amq.topic");
+        assert_string_equal(b.rkey, "dur");
+        assert_string_equal(b.queue, d.queue);
+        if (i == 0)
+            assert_int_equal(
+                run(a, &(struct act){.type = SG_ACT_UNSUBSCRIBE, .id = "sub-0"}, NULL, 0), SG_OK);
+    }
+    assert_string_equal(q[0], q[1]);
+    assert_string_not_equal(q[0], q[2]);
+
+    size_t m = fl_nrec(l);
+    assert_int_equal(
+        run(a,
+            &(struct act){.type = SG_ACT_SUBSCRIBE,
+                          .dest = "/exchange/amq.fanout",
+                          .id = "n1",
+                          .kv = {"x-queue-name", "named-q", "x-max-length", "10", NULL}},
+            NULL, 0),
+        SG_AGAIN);
+    struct fl_rec d = get(l, m, 0, AMQP_QUEUE_DECLARE_METHOD);
+    assert_string_equal(d.queue, "named-q");
+    assert_int_equal(d.nargs, 1); /* x-max-length; x-queue-name is not an argument */
+    struct fl_rec b = get(l, m, d.ch, AMQP_QUEUE_BIND_METHOD);
+    assert_string_equal(b.exchange, "amq.fanout");
+    assert_string_equal(b.rkey, "");
+
+    m = fl_nrec(l);
+    assert_int_equal(subscribe(a, "/topic/ca", "c1", NULL, SG_ACK_CLIENT), SG_AGAIN);
+    d = get(l, m, 0, AMQP_QUEUE_DECLARE_METHOD);
+    assert_int_equal(d.exclusive, 1);
+    assert_int_equal(d.auto_delete, 1);
+    assert_int_equal(d.durable, 0);
+    struct fl_rec c = get(l, m, d.ch, AMQP_BASIC_CONSUME_METHOD);
+    assert_int_equal(c.no_ack, 0);
+    assert_no_fail(a);
+}
+
+int main(int argc, char **argv)
+{
+    sg_log_init("test_relay", SG_LOG_ERROR);
+    if (argc > 1) cmocka_set_test_filter(argv[1]); /* e.g. test_relay 'test_temp*' */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_send_queue_declare_then_probe_then_publish, teardown),
+        cmocka_unit_test_teardown(test_probe_closed_fails_only_that_exchange, teardown),
+        cmocka_unit_test_teardown(test_queue_declare_refused, teardown),
+        cmocka_unit_test_teardown(test_send_validation, teardown),
+        cmocka_unit_test_teardown(test_pub_channel_closed, teardown),
+        cmocka_unit_test_teardown(test_pub_channel_closed_same_session, teardown),
+        cmocka_unit_test_teardown(test_probe_closed_two_waiting_same_session, teardown),
+        cmocka_unit_test_teardown(test_receipt_order, teardown),
+        cmocka_unit_test_teardown(test_receipt_bound, teardown),
+        cmocka_unit_test_teardown(test_blocked, teardown),
+        cmocka_unit_test_teardown(test_link_drop_republish, teardown),
+        cmocka_unit_test_teardown(test_temp_queue, teardown),
+        cmocka_unit_test_teardown(test_prefetch_and_throttle, teardown),
+        cmocka_unit_test_teardown(test_auto_ack_held_while_behind, teardown),
+        cmocka_unit_test_teardown(test_topic_fanout, teardown),
+        cmocka_unit_test_teardown(test_transaction, teardown),
+        cmocka_unit_test_teardown(test_transaction_refused_send, teardown),
+        cmocka_unit_test_teardown(test_nack_and_refused, teardown),
+        cmocka_unit_test_teardown(test_link_drop_subscriptions, teardown),
+        cmocka_unit_test_teardown(test_hold_timeout, teardown),
+        cmocka_unit_test_teardown(test_subscription_closed_by_broker, teardown),
+        cmocka_unit_test_teardown(test_detach_with_pending_work, teardown),
+        cmocka_unit_test_teardown(test_channel_max, teardown),
+        cmocka_unit_test_teardown(test_reconnect_fewer_channels, teardown),
+        cmocka_unit_test_teardown(test_reconnect_fewer_channels_topics, teardown),
+        cmocka_unit_test_teardown(test_blocked_then_dropped, teardown),
+        cmocka_unit_test_teardown(test_subscription_queue_names, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
