@@ -27,6 +27,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 struct sg_worker;
 struct sg_gw_config;
@@ -41,10 +42,11 @@ struct sg_auth_req {
     int keep_conn;
     void *amqp_conn;
     char login[256], passcode[256], vhost[256];
-    int ok;           /* result: 1 accepted, 0 refused or not checked */
-    int broker_down;  /* result: 1 if the broker could not be reached */
-    char reason[160]; /* result: for the log (never contains the password) */
-    struct sg_auth_req *next;
+    int ok;                              /* result: 1 accepted, 0 refused or not checked */
+    int broker_down;                     /* result: 1 if the broker could not be reached */
+    char reason[160];                    /* result: for the log (never contains the password) */
+    struct sg_auth_req *next;            /* in the worker's list of answers */
+    STAILQ_ENTRY(sg_auth_req) lane_link; /* in an auth lane */
 };
 
 struct sg_auth;

@@ -28,9 +28,7 @@ struct cache_ent {
 };
 
 /* One lane of requests, FIFO. */
-struct lane {
-    struct sg_auth_req *head, *tail;
-};
+STAILQ_HEAD(lane, sg_auth_req);
 
 struct sg_auth {
     const struct sg_gw_config *cfg;
@@ -200,22 +198,13 @@ static void check(struct sg_auth *a, struct sg_auth_req *r)
 
 static void lane_push(struct lane *l, struct sg_auth_req *r)
 {
-    r->next = NULL;
-    if (l->tail)
-        l->tail->next = r;
-    else
-        l->head = r;
-    l->tail = r;
+    STAILQ_INSERT_TAIL(l, r, lane_link);
 }
 
 static struct sg_auth_req *lane_pop(struct lane *l)
 {
-    struct sg_auth_req *r = l->head;
-    if (r) {
-        l->head = r->next;
-        if (!l->head) l->tail = NULL;
-        r->next = NULL;
-    }
+    struct sg_auth_req *r = STAILQ_FIRST(l);
+    if (r) STAILQ_REMOVE_HEAD(l, lane_link);
     return r;
 }
 
@@ -236,7 +225,7 @@ static void *auth_thread(void *arg)
     free(ta);
     for (;;) {
         pthread_mutex_lock(&a->lock);
-        while (!a->relay.head && (relay_only || !a->clients.head) && !a->stop)
+        while (STAILQ_EMPTY(&a->relay) && (relay_only || STAILQ_EMPTY(&a->clients)) && !a->stop)
             pthread_cond_wait(&a->cond, &a->lock);
         struct sg_auth_req *r = lane_pop(&a->relay);
         if (!r && !relay_only) r = lane_pop(&a->clients);
@@ -281,6 +270,8 @@ struct sg_auth *sg_auth_new(const struct sg_gw_config *cfg, int nthreads)
     a->client_max = cfg->auth_queue_max > 0 ? (long)cfg->auth_queue_max : 1;
     if (sg_config_split_addr(cfg->broker, a->host, sizeof a->host, &a->port) != SG_OK) goto fail;
     if (RAND_bytes(a->salt, sizeof a->salt) != 1) goto fail;
+    STAILQ_INIT(&a->clients);
+    STAILQ_INIT(&a->relay);
     pthread_mutex_init(&a->lock, NULL);
     pthread_cond_init(&a->cond, NULL);
     if (nthreads < 1) nthreads = 1;

@@ -10,6 +10,7 @@
 #include "ws_frame.h"
 
 #include <event2/event.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,7 +110,7 @@ void sg_victims_release(struct victims *v)
     v->n = v->cap = 0;
 }
 
-/* ---- link events */
+/* ---- link events: the consuming connection */
 
 static void link_up(struct sg_link *l, void *arg)
 {
@@ -117,19 +118,11 @@ static void link_up(struct sg_link *l, void *arg)
     struct topic *t;
     struct sg_relay_sess *rs;
     struct sub *s;
-    /* a setup that finds no channel left fails its session; a failed
-     * session may be detached at its client's last release, which would
-     * edit the lists walked here (and free the topic or session we are
-     * on): hold them all until the walk is over */
-    struct victims held = {0};
-    sg_victims_hold_all(&held, rl);
-    sg_pub_link_up(rl);
     LIST_FOREACH(t, &rl->topics, next)
     sg_fanout_setup(t);
     TAILQ_FOREACH(rs, &rl->sessions, next)
     LIST_FOREACH(s, &rs->subs, snext)
     if (!s->topic) sg_sub_setup(s);
-    sg_victims_release(&held);
 }
 
 static void link_down(struct sg_link *l, void *arg)
@@ -144,30 +137,8 @@ static void link_down(struct sg_link *l, void *arg)
         t->ready = 0;
     }
     TAILQ_FOREACH(rs, &rl->sessions, next)
-    {
-        LIST_FOREACH(s, &rs->subs, snext)
-        sg_sub_link_down(s);
-        if (rs->paused) {
-            rs->paused = 0;
-            rs->ops->pause_read(rs->client, 0);
-        }
-    }
-    sg_pub_link_down(rl);
-}
-
-static void link_blocked(struct sg_link *l, void *arg, int blocked)
-{
-    /* blocked: a session is paused when it publishes (relay_publish.c), so
-     * sessions that only consume keep reading their ACKs; unblocked: every
-     * paused session reads again and what was held is published */
-    struct rlink *rl = arg;
-    struct sg_relay_sess *rs;
-    if (!blocked) TAILQ_FOREACH(rs, &rl->sessions, next)
-    if (rs->paused) {
-        rs->paused = 0;
-        rs->ops->pause_read(rs->client, 0);
-    }
-    sg_pub_blocked(rl, blocked);
+    LIST_FOREACH(s, &rs->subs, snext)
+    sg_sub_link_down(s);
 }
 
 static void link_refused(struct sg_link *l, void *arg, const char *reason)
@@ -181,7 +152,54 @@ static void link_refused(struct sg_link *l, void *arg, const char *reason)
     sg_victims_fail(&v, "access refused", SG_WS_CLOSE_POLICY);
 }
 
-static const struct sg_link_ops link_ops = {link_up, link_down, link_blocked, link_refused};
+static const struct sg_link_ops link_ops = {link_up, link_down, NULL, link_refused};
+
+/* ---- link events: the publishing connection */
+
+static void plink_up(struct sg_link *l, void *arg)
+{
+    sg_pub_link_up(arg);
+}
+
+static void plink_down(struct sg_link *l, void *arg)
+{
+    struct rlink *rl = arg;
+    struct sg_relay_sess *rs;
+    TAILQ_FOREACH(rs, &rl->sessions, next)
+    if (rs->paused) {
+        rs->paused = 0;
+        rs->ops->pause_read(rs->client, 0);
+    }
+    sg_pub_link_down(rl);
+}
+
+static void plink_blocked(struct sg_link *l, void *arg, int blocked)
+{
+    /* blocked: a session is paused when it publishes (relay_publish.c);
+     * unblocked: every paused session reads again and what was held is
+     * published */
+    struct rlink *rl = arg;
+    struct sg_relay_sess *rs;
+    if (!blocked) TAILQ_FOREACH(rs, &rl->sessions, next)
+    if (rs->paused) {
+        rs->paused = 0;
+        rs->ops->pause_read(rs->client, 0);
+    }
+    sg_pub_blocked(rl, blocked);
+}
+
+static const struct sg_link_ops plink_ops = {plink_up, plink_down, plink_blocked, link_refused};
+
+int sg_rlink_open_publisher(struct rlink *rl)
+{
+    if (rl->plink) return SG_OK;
+    struct sg_relay *r = rl->r;
+    rl->plink = sg_link_new(&r->lenv, sg_link_login(rl->link), rl->passcode,
+                            sg_link_vhost(rl->link), 0, &plink_ops, rl);
+    if (!rl->plink) return SG_ENOMEM;
+    if (r->shutting_down) sg_link_shutdown(rl->plink);
+    return SG_OK;
+}
 
 static struct rlink *rlink_get(struct sg_relay *r, const char *login, const char *passcode,
                                const char *vhost, int service)
@@ -192,11 +210,14 @@ static struct rlink *rlink_get(struct sg_relay *r, const char *login, const char
         !strcmp(sg_link_vhost(rl->link), vhost)) {
         /* the newest accepted passcode is the one to log in again with */
         sg_link_set_passcode(rl->link, passcode);
+        if (rl->plink) sg_link_set_passcode(rl->plink, passcode);
+        snprintf(rl->passcode, sizeof rl->passcode, "%s", passcode);
         return rl;
     }
     if (!(rl = calloc(1, sizeof *rl))) return NULL;
     rl->r = r;
     rl->service = service;
+    snprintf(rl->passcode, sizeof rl->passcode, "%s", passcode);
     TAILQ_INIT(&rl->sessions);
     LIST_INIT(&rl->topics);
     STAILQ_INIT(&rl->unconf);
@@ -216,6 +237,8 @@ static struct rlink *rlink_get(struct sg_relay *r, const char *login, const char
 static void rlink_free(struct rlink *rl)
 {
     sg_link_free(rl->link); /* no callbacks */
+    sg_link_free(rl->plink);
+    OPENSSL_cleanse(rl->passcode, sizeof rl->passcode);
     sg_pub_free_all(rl);
     sg_fanout_free_all(rl);
     for (unsigned i = 0; i < RL_KNOWN; i++) {
@@ -271,7 +294,10 @@ void sg_relay_shutdown(struct sg_relay *r)
     r->shutting_down = 1;
     struct rlink *rl;
     LIST_FOREACH(rl, &r->links, next)
-    sg_link_shutdown(rl->link);
+    {
+        sg_link_shutdown(rl->link);
+        if (rl->plink) sg_link_shutdown(rl->plink);
+    }
     event_del(r->hold_timer);
 }
 

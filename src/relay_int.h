@@ -110,11 +110,18 @@ struct name_cache {
     unsigned next;
 };
 
-/* The relay's view of one broker connection (pooled per login and vhost). */
+/* The relay's view of the broker connections of one (login, vhost) on a
+ * worker: one that consumes and, from the first SEND on, one that
+ * publishes. RabbitMQ's connection.blocked stops reading a whole connection
+ * (acks, declares, heartbeats too), so publishing on a connection of its
+ * own keeps consumers going through a memory or disk alarm; RabbitMQ
+ * recommends exactly this split. */
 struct rlink {
     LIST_ENTRY(rlink) next;
     struct sg_relay *r;
-    struct sg_link *link;
+    struct sg_link *link;  /* consuming: subscriptions, topics, temp queues */
+    struct sg_link *plink; /* publishing, opened at the first SEND; NULL before */
+    char passcode[256];    /* to open plink with (wiped on free) */
     int service;
     TAILQ_HEAD(, sg_relay_sess) sessions;
     LIST_HEAD(, topic) topics;
@@ -178,6 +185,9 @@ void sg_victims_fail(struct victims *v, const char *msg, int code);
  * (and listed in another struct victims). */
 void sg_victims_hold_all(struct victims *v, struct rlink *rl);
 void sg_victims_release(struct victims *v);
+
+/* Opens rl->plink (the publishing connection). SG_OK or SG_ENOMEM. */
+int sg_rlink_open_publisher(struct rlink *rl);
 
 /* ---- relay_sub.c */
 extern const struct sg_link_chan_ops sg_sub_chan_ops;

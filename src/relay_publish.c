@@ -145,8 +145,8 @@ static const struct sg_link_chan_ops pub_chan_ops, prep_chan_ops;
 
 static void open_pub_ch(struct rlink *rl)
 {
-    if (rl->pub_ch || !sg_link_is_open(rl->link)) return;
-    if (sg_link_chan_open(rl->link, &pub_chan_ops, rl, &rl->pub_ch) != SG_OK) return;
+    if (rl->pub_ch || !sg_link_is_open(rl->plink)) return;
+    if (sg_link_chan_open(rl->plink, &pub_chan_ops, rl, &rl->pub_ch) != SG_OK) return;
     rl->pub_seq = 0;
     amqp_confirm_select_t cs = {0};
     sg_link_send(rl->pub_ch, AMQP_CONFIRM_SELECT_METHOD, &cs);
@@ -157,7 +157,7 @@ static void open_pub_ch(struct rlink *rl)
 static int publish(struct rlink *rl, struct sg_link_chan *ch, const struct sg_stomp_frame *f,
                    const struct sg_route *rt, const char *reply_to, int mandatory, const char **why)
 {
-    amqp_pool_t *pool = sg_link_pool(rl->link);
+    amqp_pool_t *pool = sg_link_pool(rl->plink);
     amqp_basic_properties_t props;
     int rc = sg_map_send_to_props(f, pool, &props, why);
     if (rc != SG_OK) return SG_ESTOMP;
@@ -234,10 +234,10 @@ static void prep_wait(struct rlink *rl, enum prep_kind kind, const char *name, s
 static void prep_send(struct rlink *rl, struct prep *x)
 {
     if (x->kind == PREP_QUEUE) {
-        amqp_table_t args = sg_sub_args_table(x->args, sg_link_pool(rl->link));
+        amqp_table_t args = sg_sub_args_table(x->args, sg_link_pool(rl->plink));
         amqp_queue_declare_t d = {0, B(x->name), 0, 1, 0, 0, 0, args};
         if (sg_link_send(rl->prep_ch, AMQP_QUEUE_DECLARE_METHOD, &d) == SG_OK) x->sent = 1;
-        empty_amqp_pool(sg_link_pool(rl->link));
+        empty_amqp_pool(sg_link_pool(rl->plink));
         return;
     }
     /* the probe: the first waiting SEND itself, on the prep channel */
@@ -262,9 +262,9 @@ static void prep_send(struct rlink *rl, struct prep *x)
 static void prep_kick(struct rlink *rl)
 {
     struct prep *x = STAILQ_FIRST(&rl->preps);
-    if (!x || x->sent || !sg_link_is_open(rl->link)) return;
+    if (!x || x->sent || !sg_link_is_open(rl->plink)) return;
     if (!rl->prep_ch) {
-        if (sg_link_chan_open(rl->link, &prep_chan_ops, rl, &rl->prep_ch) != SG_OK) return;
+        if (sg_link_chan_open(rl->plink, &prep_chan_ops, rl, &rl->prep_ch) != SG_OK) return;
         rl->prep_seq = 0;
         amqp_confirm_select_t cs = {0};
         sg_link_send(rl->prep_ch, AMQP_CONFIRM_SELECT_METHOD, &cs);
@@ -304,7 +304,7 @@ static void prep_done(struct rlink *rl, int ok, const char *text)
 void sg_pub_go(struct rlink *rl, struct pub *p)
 {
     struct sg_relay *r = rl->r;
-    struct sg_link *l = rl->link;
+    struct sg_link *l = rl->plink;
     if (p->temp_wait) {
         struct sub *t = p->rs ? sg_sub_find(p->rs, p->temp_wait, 1) : NULL;
         if (t && !t->ready) {
@@ -390,7 +390,11 @@ static const char *check_send(struct sg_relay_sess *rs, const struct sg_stomp_fr
 int sg_pub_send(struct sg_relay_sess *rs, const struct sg_action *a, const char **errmsg)
 {
     struct rlink *rl = rs->rl;
-    struct sg_link *l = rl->link;
+    if (!rl->plink && sg_rlink_open_publisher(rl) != SG_OK) {
+        *errmsg = "out of memory";
+        return SG_ENOMEM;
+    }
+    struct sg_link *l = rl->plink;
     size_t cap;
     char *eb = sg_relay_errbuf_w(&cap);
     struct sg_route rt;

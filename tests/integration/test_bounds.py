@@ -7,6 +7,7 @@ max_pending_receipts, hold_bytes, broker_channel_max, max_tx, max_tx_bytes.
 
 import contextlib
 import re
+import socket
 import time
 
 import pytest
@@ -278,3 +279,45 @@ def test_max_tx_bytes(stompgate, broker):
     f, code = c.expect_error_and_close()
     assert "transaction" in f["message"].lower() and f.get("receipt-id") == "in2", f
     assert code == 1009
+
+
+# ---------------------------------------------------------------- queue output
+
+def _rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_queue_subscriber_that_stops_reading_is_throttled(stompgate, broker, durable_queue):
+    """output_buffer_max holds for queue subscriptions too: a client-ack consumer whose
+    client stops reading has its consumer cancelled (the rest stays ready in the broker,
+    unacked ones stay unacked) and resumed once the client reads again; nothing is lost."""
+    q, n, size = durable_queue, 400, 64 << 10
+    gw = stompgate(workers=1, output_buffer_max=262144, max_prefetch=1000)
+    with AmqpClient(broker) as a:
+        for i in range(n):
+            a.publish("", q, (f"{i:06d}" + "x" * (size - 6)).encode())
+    c = StompClient(gw.ws_url)
+    c.ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    c.connect(broker.user, broker.password)
+    rss0 = _rss_kib(gw.proc.pid)
+    c.send_frame("SUBSCRIBE", {"destination": f"/queue/{q}", "id": "s", "ack": "client",
+                               "prefetch-count": "1000", "receipt": "sub"})
+    time.sleep(scaled(3))  # the client reads nothing meanwhile
+    info = queue_info(broker, q, "messages_unacknowledged", "messages_ready")
+    unacked, ready = int(info["messages_unacknowledged"]), int(info["messages_ready"])
+    grown = _rss_kib(gw.proc.pid) - rss0
+    # without the bound all 400 (26 MB) would be pushed into the daemon's memory
+    assert unacked < 250 and ready > 0, info
+    assert grown < 20 * 1024, f"RSS grew {grown} KiB for a client that reads nothing"
+    # the client reads again: the consumer comes back and everything arrives, in order
+    assert c.expect("RECEIPT", timeout=10)["receipt-id"] == "sub"
+    seen = []
+    while len(seen) < n:
+        f = c.expect("MESSAGE", timeout=15)
+        seen.append(int(f.body[:6]))
+    assert seen == list(range(n))
+    c.send_frame("ACK", {"id": f["ack"], "receipt": "ack"})
+    assert c.expect("RECEIPT", timeout=10)["receipt-id"] == "ack"
+    assert wait_until(lambda: queue_info(broker, q, "messages")["messages"] == "0", 10,
+                      interval=0.5)
