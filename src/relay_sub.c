@@ -3,8 +3,11 @@
  * queues. Each has its own channel and consumer, so ACKs map 1:1 and
  * prefetch throttles the broker. Output is bounded: when a client's
  * output buffer passes output_buffer_max the consumer is cancelled until
- * the buffer drains to half (what is unacked stays unacked: nothing is
- * lost), and an ack:auto subscription holds its acks back meanwhile. */
+ * the buffer drains (what is unacked stays unacked: nothing is lost, and
+ * the order is kept), so a subscription holds at most output_buffer_max
+ * plus what the broker had already sent within its prefetch window
+ * (prefetch-count, at most max_prefetch). An ack:auto subscription also
+ * holds its acks back while the client is half a bound behind. */
 #include "relay_int.h"
 #include "error.h"
 #include "gw_config.h"
