@@ -118,11 +118,18 @@ static void link_up(struct sg_link *l, void *arg)
     struct topic *t;
     struct sg_relay_sess *rs;
     struct sub *s;
+    /* a setup that finds no channel left fails its session; a failed
+     * session may be detached at its client's last release, which would
+     * edit the lists walked here (and free the topic or session we are
+     * on): hold them all until the walk is over */
+    struct victims held = {0};
+    sg_victims_hold_all(&held, rl);
     LIST_FOREACH(t, &rl->topics, next)
     sg_fanout_setup(t);
     TAILQ_FOREACH(rs, &rl->sessions, next)
     LIST_FOREACH(s, &rs->subs, snext)
     if (!s->topic) sg_sub_setup(s);
+    sg_victims_release(&held);
 }
 
 static void link_down(struct sg_link *l, void *arg)
@@ -158,7 +165,13 @@ static const struct sg_link_ops link_ops = {link_up, link_down, NULL, link_refus
 
 static void plink_up(struct sg_link *l, void *arg)
 {
+    /* the held SENDs go out from a list of their own, out of the reach of
+     * sg_pub_forget_session: one that fails may end its session, which
+     * must not be detached before the walk is over */
+    struct victims held = {0};
+    sg_victims_hold_all(&held, arg);
     sg_pub_link_up(arg);
+    sg_victims_release(&held);
 }
 
 static void plink_down(struct sg_link *l, void *arg)

@@ -288,12 +288,10 @@ static void prep_done(struct rlink *rl, int ok, const char *text)
     struct pub *p, *n;
     STAILQ_FOREACH_SAFE(p, &x->waiting, next, n)
     {
-        if (ok) {
-            unpark(rl->r, p);
-            sg_pub_go(rl, p);
-        } else {
+        if (ok)
+            sg_pub_go(rl, p); /* still counted, as in flush_held */
+        else
             pub_fail(rl->r, p, text, 0);
-        }
     }
     prep_free(x);
     prep_kick(rl);
@@ -361,14 +359,15 @@ void sg_pub_go(struct rlink *rl, struct pub *p)
 
 static void flush_held(struct rlink *rl)
 {
+    /* each stays counted in held_bytes on its way (sg_pub_go unparks it
+     * when it is published): it was accepted already, and parking it
+     * anew would check the bound again and refuse the SENDs a reconnect
+     * put back over it (sg_pub_link_down parks them by force) */
     struct pub_list l = rl->held;
     STAILQ_INIT(&rl->held);
     struct pub *p, *n;
     STAILQ_FOREACH_SAFE(p, &l, next, n)
-    {
-        unpark(rl->r, p);
-        sg_pub_go(rl, p);
-    }
+    sg_pub_go(rl, p);
 }
 
 static const char *check_send(struct sg_relay_sess *rs, const struct sg_stomp_frame *f)

@@ -157,9 +157,11 @@ static void free_chans(struct sg_link *l)
 void sg_link_free(struct sg_link *l)
 {
     if (!l) return;
+    /* the list stays in creation order: fl_link_nth counts on it */
     for (int i = 0; i < nlinks; i++)
         if (links[i] == l) {
-            links[i] = links[--nlinks];
+            memmove(&links[i], &links[i + 1], (size_t)(nlinks - i - 1) * sizeof *links);
+            nlinks--;
             break;
         }
     free_chans(l);
@@ -293,11 +295,22 @@ amqp_pool_t *sg_link_pool(struct sg_link *l)
 
 /* ---- the broker's side */
 
+struct sg_link *fl_link_nth(const char *login, int service, int n)
+{
+    for (int i = 0; i < nlinks; i++)
+        if (!links[i]->service == !service && !strcmp(links[i]->login, login) && n-- == 0)
+            return links[i];
+    return NULL;
+}
+
 struct sg_link *fl_link(const char *login, int service)
 {
-    for (int i = nlinks - 1; i >= 0; i--)
-        if (!links[i]->service == !service && !strcmp(links[i]->login, login)) return links[i];
-    return NULL;
+    return fl_link_nth(login, service, 0);
+}
+
+struct sg_link *fl_plink(const char *login)
+{
+    return fl_link_nth(login, 0, 1);
 }
 
 int fl_nlinks(void)
@@ -458,6 +471,11 @@ void fl_close_ok(struct sg_link *l, uint16_t id)
 int fl_is_up(const struct sg_link *l)
 {
     return l->open;
+}
+
+const char *fl_passcode(const struct sg_link *l)
+{
+    return l->passcode;
 }
 
 int fl_chan_state(const struct sg_link *l, uint16_t id)

@@ -54,9 +54,15 @@ struct fl_rec {
     int code;
 };
 
-/* The newest live link for login (service: the relay's own connection);
- * NULL if none. */
+/* The live links of a login, in the order the relay created them (service:
+ * the relay's own connection). The relay opens two per (login, vhost): the
+ * consuming one when the first session attaches, the publishing one at the
+ * first SEND. fl_link_nth: the n-th (from 0), or NULL. fl_link: the first
+ * (for a client login, the consuming link). fl_plink: the second of a
+ * client login (its publishing link), NULL before its first SEND. */
+struct sg_link *fl_link_nth(const char *login, int service, int n);
 struct sg_link *fl_link(const char *login, int service);
+struct sg_link *fl_plink(const char *login);
 int fl_nlinks(void);
 
 /* ---- the broker's side */
@@ -82,6 +88,7 @@ void fl_close_ok(struct sg_link *l, uint16_t ch);
 
 /* ---- what the relay did */
 int fl_is_up(const struct sg_link *l);
+const char *fl_passcode(const struct sg_link *l); /* the one it would log in with now */
 /* 1: the channel exists and its owner has not closed it; 2: closing */
 int fl_chan_state(const struct sg_link *l, uint16_t ch);
 size_t fl_nrec(const struct sg_link *l);

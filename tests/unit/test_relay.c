@@ -5,7 +5,13 @@
  * (see the Makefile): it records every method and publish per channel and
  * lets each test answer as RabbitMQ would (declare-ok, consume-ok,
  * deliveries, confirms, returns, channel.close with a code and text,
- * blocked, a dropped connection). The client is struct fc below: it
+ * blocked, a dropped connection). Each login has two links: the consuming
+ * one (subscriptions, topic upstreams, temp queues), opened when its first
+ * session attaches, and the publishing one (the confirm-mode publish
+ * channel, the prep channel for declares and probes), opened at its first
+ * SEND; each comes up only when a test says so, and teardown checks that
+ * no publishing was done on a consuming link nor consuming on a publishing
+ * one. The client is struct fc below: it
  * implements struct sg_relay_client_ops, records writes, receipts, fails
  * and pause_read calls, has a settable outlen, and, as the contract in
  * relay.h allows, detaches its session at the last release after a fail
@@ -57,7 +63,8 @@ struct fc {
     int calls_after_detach;
     size_t outlen;
     struct sg_relay_sess *rs;
-    struct sg_link *link;
+    struct sg_link *link;  /* its login's consuming link */
+    struct sg_link *plink; /* its login's publishing link, once a SEND opened it */
     char *writes[FC_MAX];
     size_t wlen[FC_MAX];
     int wtext[FC_MAX];
@@ -212,11 +219,49 @@ static void start(const char *const *opts)
     T.started = 1;
 }
 
+/* Every login has at most its two links, and each kept to its part: no
+ * publish or confirm mode on the consuming link, no consumer, binding,
+ * qos or ack on the publishing one. Returns how many rules were broken
+ * (each printed), so teardown can clean up before it fails. */
+static int check_links_split(const char *login)
+{
+    struct sg_link *cl = fl_link(login, 0), *pl = fl_plink(login);
+    int bad = 0;
+    char d[16384];
+    if (!cl || fl_link_nth(login, 0, 2)) {
+        print_error("%s: %s\n", login, cl ? "more than two links" : "no consuming link");
+        bad++;
+    }
+    if (cl && (fl_count(cl, 0, 0, FL_PUBLISH) || fl_count(cl, 0, 0, AMQP_CONFIRM_SELECT_METHOD))) {
+        fl_dump(cl, 0, d, sizeof d);
+        print_error("%s: publishing on the consuming link:\n%s", login, d);
+        bad++;
+    }
+    static const amqp_method_number_t consuming[] = {
+        AMQP_BASIC_CONSUME_METHOD, AMQP_BASIC_CANCEL_METHOD, AMQP_BASIC_QOS_METHOD,
+        AMQP_QUEUE_BIND_METHOD,    AMQP_BASIC_ACK_METHOD,    AMQP_BASIC_NACK_METHOD,
+    };
+    for (size_t i = 0; pl && i < sizeof consuming / sizeof consuming[0]; i++)
+        if (fl_count(pl, 0, 0, consuming[i])) {
+            fl_dump(pl, 0, d, sizeof d);
+            print_error("%s: %s on the publishing link:\n%s", login, amqp_method_name(consuming[i]),
+                        d);
+            bad++;
+        }
+    return bad;
+}
+
 static int teardown(void **state)
 {
     (void)state;
     if (!T.started) return 0;
-    int after_dead = 0, after_detach = 0;
+    int after_dead = 0, after_detach = 0, split = 0;
+    for (int i = 0; i < T.nclients; i++) {
+        int seen = 0;
+        for (int k = 0; k < i; k++)
+            seen |= !strcmp(T.clients[k]->login, T.clients[i]->login);
+        if (!seen) split += check_links_split(T.clients[i]->login);
+    }
     for (int i = 0; i < T.nclients; i++) {
         struct fc *c = T.clients[i];
         if (c->rs) sg_relay_detach(c->rs);
@@ -233,6 +278,8 @@ static int teardown(void **state)
     sg_config_free(sg_gw_options, &T.cfg);
     T.started = 0;
     assert_int_equal(fl_nlinks(), 0); /* the relay freed every link */
+    /* each link kept to its part (consuming, publishing) */
+    assert_int_equal(split, 0);
     /* nothing was written or receipted to a client after its ERROR */
     assert_int_equal(after_dead, 0);
     /* and no client op was called after its session was detached */
@@ -240,7 +287,7 @@ static int teardown(void **state)
     return 0;
 }
 
-static struct fc *client_v(const char *login, int version)
+static struct fc *client_pv(const char *login, const char *passcode, int version)
 {
     struct fc *c = calloc(1, sizeof *c);
     assert_non_null(c);
@@ -250,11 +297,17 @@ static struct fc *client_v(const char *login, int version)
     c->version = version;
     c->detach_on_fail = 1;
     T.clients[T.nclients++] = c;
-    assert_int_equal(sg_relay_attach(T.r, &fc_ops, c, login, "secret", "/", &c->rs), SG_OK);
+    assert_int_equal(sg_relay_attach(T.r, &fc_ops, c, login, passcode, "/", &c->rs), SG_OK);
     assert_non_null(c->rs);
     c->link = fl_link(login, 0);
     assert_non_null(c->link);
+    c->plink = fl_plink(login);
     return c;
+}
+
+static struct fc *client_v(const char *login, int version)
+{
+    return client_pv(login, "secret", version);
 }
 
 static struct fc *client(const char *login)
@@ -325,6 +378,13 @@ static int run(struct fc *c, const struct act *a, char *err, size_t cap)
     int rc = sg_relay_action(c->rs, &act, &em);
     if (err) snprintf(err, cap, "%s", rc < 0 && rc != SG_AGAIN && em ? em : "");
     fc_release(c);
+    /* a SEND may have opened the login's publishing link */
+    struct sg_link *pl = fl_plink(c->login);
+    for (int i = 0; pl && i < T.nclients; i++)
+        if (!strcmp(T.clients[i]->login, c->login)) {
+            if (T.clients[i]->plink) assert_ptr_equal(T.clients[i]->plink, pl);
+            T.clients[i]->plink = pl;
+        }
     return rc;
 }
 
@@ -428,30 +488,57 @@ static const struct fail_rec *assert_failed(const struct fc *c, const char *rece
     return f;
 }
 
-/* The link comes up; returns the publish channel (the relay opens it first). */
-static uint16_t up(struct sg_link *l)
+/* A consuming link comes up (again): nothing of publishing goes on it. */
+static void up(struct sg_link *l)
 {
     size_t m = fl_nrec(l);
     fl_up(l);
-    return get(l, m, 0, AMQP_CONFIRM_SELECT_METHOD).ch;
+    assert_int_equal(fl_count(l, m, 0, AMQP_CONFIRM_SELECT_METHOD), 0);
+    assert_int_equal(fl_count(l, m, 0, FL_PUBLISH), 0);
 }
 
-/* Makes dest known good on c's link: the SEND's queue.declare (for
- * /queue) is answered and its probe confirmed, so it gets its RECEIPT. */
-static void prime(struct fc *c, const char *dest)
+/* A publishing link comes up (again); returns the publish channel: the
+ * relay opens it first, in confirm mode, before anything held goes. */
+static uint16_t pup(struct sg_link *pl)
 {
-    struct sg_link *l = c->link;
-    size_t m = fl_nrec(l), nr = c->nreceipts;
+    assert_non_null(pl);
+    size_t m = fl_nrec(pl);
+    fl_up(pl);
+    struct fl_rec cs = get(pl, m, 0, AMQP_CONFIRM_SELECT_METHOD);
+    assert_int_equal(fl_rec(pl, m)->id, AMQP_CHANNEL_OPEN_METHOD);
+    assert_int_equal(fl_rec(pl, m)->ch, cs.ch);
+    assert_int_equal(fl_count(pl, m, 0, AMQP_BASIC_CONSUME_METHOD), 0);
+    return cs.ch;
+}
+
+/* Makes dest known good on the publishing link of c's login: the SEND's
+ * queue.declare (for /queue) is answered and its probe confirmed, so it
+ * gets its RECEIPT. When the publishing link is not up (this SEND opened
+ * it, or it dropped) prime brings it up and returns its publish channel;
+ * else it returns 0. */
+static uint16_t prime(struct fc *c, const char *dest)
+{
+    struct sg_link *pl = fl_plink(c->login);
+    size_t m = pl ? fl_nrec(pl) : 0, nr = c->nreceipts;
     assert_int_equal(send_(c, dest, "prime", "p"), SG_AGAIN);
-    const struct fl_rec *d = fl_find(l, m, 0, AMQP_QUEUE_DECLARE_METHOD, NULL);
+    pl = c->plink;
+    assert_non_null(pl);
+    assert_ptr_not_equal(pl, c->link);
+    uint16_t pub = 0;
+    if (!fl_is_up(pl)) {
+        assert_int_equal(c->nreceipts, nr);
+        pub = pup(pl);
+    }
+    const struct fl_rec *d = fl_find(pl, m, 0, AMQP_QUEUE_DECLARE_METHOD, NULL);
     if (d) {
         struct fl_rec dc = *d;
-        fl_declare_ok(l, dc.ch, dc.queue);
+        fl_declare_ok(pl, dc.ch, dc.queue);
     }
-    struct fl_rec p = get_publish(l, m, 0);
-    fl_confirm(l, p.ch, p.seq, 0, 1, 0);
+    struct fl_rec p = get_publish(pl, m, 0);
+    fl_confirm(pl, p.ch, p.seq, 0, 1, 0);
     assert_int_equal(c->nreceipts, nr + 1);
     assert_string_equal(c->receipts[nr], "prime");
+    return pub;
 }
 
 /* Decodes the client's i-th write (a whole MESSAGE frame) and copies the
@@ -490,18 +577,20 @@ static void assert_msg(const struct fc *c, size_t i, const char *key, const char
 
 /* ------------------------------------------------------------------ */
 /* SEND to a fresh /queue: declare, probe, confirm, RECEIPT; then the
- * publish channel */
+ * publish channel. All of it on the publishing link, none on the
+ * consuming one. */
 
 static void test_send_queue_declare_then_probe_then_publish(void **state)
 {
     (void)state;
     start(NULL);
     struct fc *a = client("alice");
-    struct sg_link *l = a->link;
-    assert_false(fl_is_up(l));
-    uint16_t pub = up(l);
+    struct sg_link *cl = a->link;
+    assert_false(fl_is_up(cl));
+    assert_null(a->plink);
+    up(cl);
+    size_t mc = fl_nrec(cl);
 
-    size_t m = fl_nrec(l);
     assert_int_equal(run(a,
                          &(struct act){.type = SG_ACT_SEND,
                                        .dest = "/queue/orders",
@@ -510,6 +599,13 @@ static void test_send_queue_declare_then_probe_then_publish(void **state)
                                        .body = "one"},
                          NULL, 0),
                      SG_AGAIN);
+    /* the first SEND opened the publishing link; held until it is up */
+    struct sg_link *l = a->plink;
+    assert_non_null(l);
+    assert_ptr_not_equal(l, cl);
+    assert_false(fl_is_up(l));
+    size_t m = fl_nrec(l);
+    uint16_t pub = pup(l);
     /* first the queue.declare, durable, on a channel of its own */
     struct fl_rec d = get(l, m, 0, AMQP_QUEUE_DECLARE_METHOD);
     uint16_t prep = d.ch;
@@ -570,6 +666,7 @@ static void test_send_queue_declare_then_probe_then_publish(void **state)
     fl_confirm(l, pub, 3, 0, 1, 0);
     assert_receipts(a, "r1", "r2", "r4", NULL);
     assert_no_fail(a);
+    assert_int_equal(fl_nrec(cl), mc); /* nothing on the consuming link */
 }
 
 /* A missing exchange closes only the probe channel: the SENDs to it fail,
@@ -579,12 +676,15 @@ static void test_probe_closed_fails_only_that_exchange(void **state)
     (void)state;
     start(NULL);
     struct fc *a = client("alice"), *b = client("alice"), *c = client("alice");
-    struct sg_link *l = a->link;
-    assert_ptr_equal(b->link, l); /* one pooled connection per login and vhost */
-    uint16_t pub = up(l);
+    assert_ptr_equal(b->link, a->link); /* one pooled connection per login and vhost */
+    up(a->link);
 
-    size_t m = fl_nrec(l);
     assert_int_equal(send_(a, "/exchange/amq.nope/k", "ra", "x"), SG_AGAIN);
+    struct sg_link *l = a->plink;
+    assert_ptr_equal(b->plink, l); /* and one publishing connection */
+    assert_ptr_equal(c->plink, l);
+    size_t m = fl_nrec(l);
+    uint16_t pub = pup(l);
     struct fl_rec probe = get_publish(l, m, 0);
     uint16_t prep = probe.ch;
     assert_int_not_equal(prep, pub);
@@ -631,18 +731,21 @@ static void test_queue_declare_refused(void **state)
     (void)state;
     start(NULL);
     struct fc *a = client("alice"), *b = client("alice");
-    struct sg_link *l = a->link;
-    up(l);
-    size_t m = fl_nrec(l);
+    up(a->link);
     assert_int_equal(send_(a, "/queue/q-lazy", "ra", "x"), SG_AGAIN);
+    struct sg_link *l = a->plink;
+    size_t m = fl_nrec(l);
+    pup(l);
     struct fl_rec d = get(l, m, 0, AMQP_QUEUE_DECLARE_METHOD);
     fl_chan_close(l, d.ch, 406,
                   "PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'q-lazy' in vhost "
                   "'/': received 'true' but current is 'false'");
     assert_failed(a, "ra", "inequivalent arg 'durable'", 0);
     assert_contains(a->fails[0].msg, "q-lazy");
-    /* the link and the other sessions are fine */
-    prime(b, "/queue/other");
+    /* the links and the other sessions are fine */
+    assert_true(fl_is_up(l));
+    assert_true(fl_is_up(a->link));
+    assert_int_equal(prime(b, "/queue/other"), 0);
     assert_no_fail(b);
 }
 
@@ -652,9 +755,12 @@ static void test_send_validation(void **state)
     (void)state;
     start(NULL);
     struct fc *a = client("alice");
-    struct sg_link *l = a->link;
-    up(l);
-    size_t m = fl_nrec(l);
+    struct sg_link *cl = a->link;
+    up(cl);
+    /* the publishing link is up: a refused SEND would have somewhere to go */
+    prime(a, "/topic/other");
+    struct sg_link *l = a->plink;
+    size_t m = fl_nrec(l), mc = fl_nrec(cl);
     static const struct {
         const char *k, *v, *mention;
     } bad[] = {
@@ -680,7 +786,8 @@ static void test_send_validation(void **state)
     }
     /* nothing went to the broker, not even a declare or a channel */
     assert_int_equal(fl_nrec(l), m);
-    assert_int_equal(a->nreceipts, 0);
+    assert_int_equal(fl_nrec(cl), mc);
+    assert_receipts(a, "prime", NULL);
     assert_no_fail(a);
     /* the valid values pass */
     assert_int_equal(
@@ -692,6 +799,7 @@ static void test_send_validation(void **state)
             NULL, 0),
         SG_OK);
     assert_int_equal(publishes(l, m, 0), 1);
+    assert_int_equal(fl_nrec(cl), mc);
 }
 
 /* The broker closes the shared publish channel naming an exchange: the
@@ -703,10 +811,11 @@ static void test_pub_channel_closed(void **state)
     start(NULL);
     struct fc *a = client("alice"), *b = client("alice"), *c = client("alice"),
               *d = client("alice");
-    struct sg_link *l = a->link;
-    uint16_t pub = up(l);
-    prime(d, "/exchange/ex1/k");
+    up(a->link);
+    uint16_t pub = prime(d, "/exchange/ex1/k");
+    assert_int_not_equal(pub, 0);
     prime(d, "/exchange/ex2/k");
+    struct sg_link *l = a->plink;
 
     size_t m = fl_nrec(l);
     assert_int_equal(send_(a, "/exchange/ex1/k", "a1", "A1"), SG_AGAIN);
@@ -778,10 +887,10 @@ static void test_pub_channel_closed_same_session(void **state)
     (void)state;
     start(NULL);
     struct fc *a = client("alice"), *d = client("alice");
-    struct sg_link *l = a->link;
-    uint16_t pub = up(l);
-    prime(d, "/exchange/ex1/k");
+    up(a->link);
+    uint16_t pub = prime(d, "/exchange/ex1/k");
     prime(d, "/exchange/ex2/k");
+    struct sg_link *l = a->plink;
     assert_int_equal(send_(a, "/exchange/ex1/k", "a1", "A1"), SG_AGAIN);
     assert_int_equal(send_(a, "/exchange/ex2/k", "a2", "A2"), SG_AGAIN);
     assert_int_equal(send_(a, "/exchange/ex1/k", "a3", "A3"), SG_AGAIN);
@@ -807,11 +916,13 @@ static void test_probe_closed_two_waiting_same_session(void **state)
     (void)state;
     start(NULL);
     struct fc *a = client("alice"), *c = client("alice");
-    struct sg_link *l = a->link;
-    up(l);
-    size_t m = fl_nrec(l);
+    up(a->link);
     assert_int_equal(send_(a, "/exchange/gone/k", "ra", "x"), SG_AGAIN);
+    struct sg_link *l = a->plink;
+    size_t m = fl_nrec(l);
+    uint16_t pub = pup(l);
     uint16_t prep = get_publish(l, m, 0).ch;
+    assert_int_not_equal(prep, pub);
     assert_int_equal(send_(c, "/exchange/gone/k", "rc1", "y"), SG_AGAIN);
     assert_int_equal(send_(c, "/exchange/gone/k", "rc2", "z"), SG_AGAIN);
     fl_chan_close(l, prep, 404, "NOT_FOUND - no exchange 'gone' in vhost '/'");
@@ -819,8 +930,9 @@ static void test_probe_closed_two_waiting_same_session(void **state)
     assert_failed(c, "rc1", "no exchange 'gone'", 0);
 }
 
-/* RECEIPTs leave in frame order across a slow SUBSCRIBE and a SEND
- * confirm; an UNSUBSCRIBE done at once waits behind both. */
+/* RECEIPTs leave in frame order across a slow SUBSCRIBE (on the
+ * consuming link) and a SEND confirm (on the publishing one); an
+ * UNSUBSCRIBE done at once waits behind both. */
 static void test_receipt_order(void **state)
 {
     (void)state;
@@ -846,10 +958,14 @@ static void test_receipt_order(void **state)
     /* the SEND completes first ... */
     size_t m3 = fl_nrec(l);
     assert_int_equal(send_(a, "/queue/work", "send-r", "w"), SG_AGAIN);
-    struct fl_rec sd = get(l, m3, 0, AMQP_QUEUE_DECLARE_METHOD);
-    fl_declare_ok(l, sd.ch, "work");
-    struct fl_rec p = get_publish(l, m3, 0);
-    fl_confirm(l, p.ch, p.seq, 0, 1, 0);
+    assert_int_equal(fl_nrec(l), m3);
+    struct sg_link *pl = a->plink;
+    pup(pl);
+    struct fl_rec sd = get(pl, 0, 0, AMQP_QUEUE_DECLARE_METHOD);
+    assert_string_equal(sd.queue, "work");
+    fl_declare_ok(pl, sd.ch, "work");
+    struct fl_rec p = get_publish(pl, 0, 0);
+    fl_confirm(pl, p.ch, p.seq, 0, 1, 0);
     assert_receipts(a, "s0-r", NULL);
     /* ... an UNSUBSCRIBE is done at once but answered later, in order */
     size_t m4 = fl_nrec(l);
@@ -882,7 +998,9 @@ static void test_receipt_bound(void **state)
     fl_consume_ok(l, get(l, m0, 0, AMQP_BASIC_CONSUME_METHOD).ch, "x");
     assert_int_equal(subscribe(a, "/queue/q", "s1", "r1", SG_ACK_AUTO), SG_AGAIN);
     assert_int_equal(send_(a, "/queue/q", "r2", "x"), SG_AGAIN);
-    size_t m = fl_nrec(l);
+    struct sg_link *pl = a->plink;
+    pup(pl); /* r2 is declaring: up, so a refused one would have a way out */
+    size_t m = fl_nrec(l), mp = fl_nrec(pl);
     char err[512];
     int rc = run(a, &(struct act){.type = SG_ACT_SEND, .dest = "/queue/q", .receipt = "r3"}, err,
                  sizeof err);
@@ -899,7 +1017,7 @@ static void test_receipt_bound(void **state)
     assert_int_equal(rc, SG_ETOOMANY);
     assert_contains(err, "max_pending_receipts");
     /* nothing was published or opened for the refused ones */
-    assert_int_equal(publishes(l, m, 0), 0);
+    assert_int_equal(fl_nrec(pl), mp);
     assert_int_equal(fl_count(l, m, 0, AMQP_CHANNEL_OPEN_METHOD), 0);
     assert_int_equal(a->nreceipts, 0);
     /* an UNSUBSCRIBE of the pending SUBSCRIBE releases its place */
@@ -909,17 +1027,18 @@ static void test_receipt_bound(void **state)
     assert_receipts(a, "r1", NULL);
 }
 
-/* connection.blocked: every session's reads pause (also one attached
- * meanwhile), SENDs are held up to hold_bytes (past it: ERROR, 1013);
- * unblocked: reads resume and the held SENDs are published. */
+/* connection.blocked on the publishing link: a session's reads pause when
+ * it publishes (also one attached meanwhile), SENDs are held up to
+ * hold_bytes (past it: ERROR, 1013); unblocked: reads resume and the held
+ * SENDs are published. */
 static void test_blocked(void **state)
 {
     (void)state;
     start((const char *[]){"--hold-bytes=8K", NULL});
     struct fc *a = client("alice"), *b = client("alice");
-    struct sg_link *l = a->link;
-    uint16_t pub = up(l);
-    prime(a, "/topic/t");
+    up(a->link);
+    uint16_t pub = prime(a, "/topic/t");
+    struct sg_link *l = a->plink;
     assert_int_equal(a->npauses, 0);
     fl_block(l, 1);
     /* nobody is paused for the block itself: consumers keep reading */
@@ -970,16 +1089,17 @@ static void test_blocked(void **state)
     assert_receipts(c, "rc", NULL);
 }
 
-/* The link drops with unconfirmed SENDs: after it is up again they are
- * published again, and their RECEIPTs come only after the new confirms. */
+/* The publishing link drops with unconfirmed SENDs: after it is up again
+ * they are published again, and their RECEIPTs come only after the new
+ * confirms. */
 static void test_link_drop_republish(void **state)
 {
     (void)state;
     start(NULL);
     struct fc *a = client("alice");
-    struct sg_link *l = a->link;
-    uint16_t pub = up(l);
-    prime(a, "/topic/t");
+    up(a->link);
+    uint16_t pub = prime(a, "/topic/t");
+    struct sg_link *l = a->plink;
     size_t m = fl_nrec(l);
     assert_int_equal(send_(a, "/topic/t", "r1", "one"), SG_AGAIN);
     assert_int_equal(send_(a, "/topic/t", "r2", "two"), SG_AGAIN);
@@ -991,7 +1111,7 @@ static void test_link_drop_republish(void **state)
     assert_int_equal(send_(a, "/topic/t", "r3", "three"), SG_AGAIN);
 
     size_t m2 = fl_nrec(l);
-    uint16_t npub = up(l);
+    uint16_t npub = pup(l);
     /* what the exchange was is forgotten with the connection: the first
      * SEND probes it again, the others follow on the publish channel */
     struct fl_rec probe = get_publish(l, m2, 0);
@@ -1019,10 +1139,12 @@ static void test_temp_queue(void **state)
     start((const char *[]){"--max-subscriptions=3", NULL});
     struct fc *a = client("alice");
     struct sg_link *l = a->link;
-    uint16_t pub = up(l);
-    prime(a, "/queue/rpc");
+    up(l);
+    uint16_t pub = prime(a, "/queue/rpc");
+    struct sg_link *pl = a->plink;
 
-    size_t m = fl_nrec(l);
+    /* the reply queue is a subscription: on the consuming link */
+    size_t m = fl_nrec(l), mp = fl_nrec(pl);
     assert_int_equal(run(a,
                          &(struct act){.type = SG_ACT_SEND,
                                        .dest = "/queue/rpc",
@@ -1033,7 +1155,7 @@ static void test_temp_queue(void **state)
                      SG_AGAIN);
     struct fl_rec td = get(l, m, 0, AMQP_QUEUE_DECLARE_METHOD);
     uint16_t tch = td.ch;
-    assert_int_not_equal(tch, pub);
+    assert_int_equal(fl_count(pl, mp, 0, AMQP_QUEUE_DECLARE_METHOD), 0);
     assert_int_equal(td.exclusive, 1);
     assert_int_equal(td.auto_delete, 1);
     assert_int_equal(td.durable, 0);
@@ -1041,19 +1163,19 @@ static void test_temp_queue(void **state)
     struct fl_rec tc = get(l, m, tch, AMQP_BASIC_CONSUME_METHOD);
     assert_string_equal(tc.queue, td.queue);
     /* the SEND waits for the reply queue */
-    assert_int_equal(publishes(l, m, 0), 0);
+    assert_int_equal(publishes(pl, mp, 0), 0);
     fl_declare_ok(l, tch, td.queue);
-    assert_int_equal(publishes(l, m, 0), 0);
+    assert_int_equal(publishes(pl, mp, 0), 0);
 
-    size_t m2 = fl_nrec(l);
+    size_t m2 = fl_nrec(pl);
     fl_consume_ok(l, tch, tc.ctag);
-    struct fl_rec p = get_publish(l, m2, 0);
+    struct fl_rec p = get_publish(pl, m2, 0);
     assert_int_equal(p.ch, pub);
     assert_string_equal(p.rkey, "rpc");
     char want[300];
     snprintf(want, sizeof want, "/reply-queue/%s", td.queue);
     assert_string_equal(p.reply_to, want);
-    fl_confirm(l, pub, p.seq, 0, 1, 0);
+    fl_confirm(pl, pub, p.seq, 0, 1, 0);
     assert_receipts(a, "prime", "r1", NULL);
 
     /* a reply on the temp queue: destination /temp-queue/a, no ack header */
@@ -1068,7 +1190,7 @@ static void test_temp_queue(void **state)
     assert_int_equal(ack.tag, 1);
 
     /* the same temp queue again: no new queue, at once */
-    size_t m4 = fl_nrec(l);
+    size_t m4 = fl_nrec(l), mp4 = fl_nrec(pl);
     assert_int_equal(run(a,
                          &(struct act){.type = SG_ACT_SEND,
                                        .dest = "/queue/rpc",
@@ -1077,7 +1199,8 @@ static void test_temp_queue(void **state)
                          NULL, 0),
                      SG_OK);
     assert_int_equal(fl_count(l, m4, 0, AMQP_CHANNEL_OPEN_METHOD), 0);
-    assert_string_equal(get_publish(l, m4, pub).reply_to, want);
+    assert_int_equal(fl_count(pl, mp4, 0, AMQP_CHANNEL_OPEN_METHOD), 0);
+    assert_string_equal(get_publish(pl, mp4, pub).reply_to, want);
 
     /* it counts toward max_subscriptions (3): two more fit, then no more */
     assert_int_equal(subscribe(a, "/queue/x", "s1", NULL, SG_ACK_AUTO), SG_AGAIN);
@@ -1316,9 +1439,9 @@ static void test_transaction(void **state)
     (void)state;
     start(NULL);
     struct fc *a = client("alice");
-    struct sg_link *l = a->link;
-    uint16_t pub = up(l);
-    prime(a, "/queue/tx");
+    up(a->link);
+    uint16_t pub = prime(a, "/queue/tx");
+    struct sg_link *l = a->plink;
 
     size_t m = fl_nrec(l);
     assert_int_equal(run(a,
@@ -1380,8 +1503,9 @@ static void test_transaction_refused_send(void **state)
     (void)state;
     start(NULL);
     struct fc *a = client("alice");
-    struct sg_link *l = a->link;
-    up(l);
+    up(a->link);
+    prime(a, "/queue/tx"); /* the publishing link is up */
+    struct sg_link *l = a->plink;
     size_t m = fl_nrec(l);
     int rc = run(a,
                  &(struct act){.type = SG_ACT_SEND,
@@ -1394,26 +1518,38 @@ static void test_transaction_refused_send(void **state)
     assert_int_equal(rc, SG_AGAIN);
     assert_failed(a, "c9", "priority", 0);
     assert_int_equal(publishes(l, m, 0), 0);
+    assert_int_equal(fl_nrec(l), m);
 }
 
-/* A nack fails the SEND; the broker refusing the login fails every
- * session of that login (1008), not others. */
+/* A nack fails the SEND; the broker refusing the login, on either of its
+ * links, fails every session of that login (1008), not others. */
 static void test_nack_and_refused(void **state)
 {
     (void)state;
     start(NULL);
     struct fc *a = client("alice"), *b = client("alice"), *o = client("olga");
-    struct sg_link *l = a->link;
-    uint16_t pub = up(l);
-    prime(a, "/topic/n");
+    struct sg_link *cl = a->link;
+    assert_ptr_not_equal(o->link, cl);
+    up(cl);
+    uint16_t pub = prime(a, "/topic/n");
+    struct sg_link *l = a->plink;
     size_t m = fl_nrec(l);
     assert_int_equal(send_(a, "/topic/n", "ra", "x"), SG_AGAIN);
     fl_confirm(l, pub, get_publish(l, m, pub).seq, 0, 0, 0);
     assert_failed(a, "ra", "nack", 0);
-    fl_drop(l);
-    fl_refuse(l, "ACCESS_REFUSED");
+    fl_drop(cl);
+    fl_refuse(cl, "ACCESS_REFUSED");
     assert_failed(b, NULL, "access refused", SG_WS_CLOSE_POLICY);
     assert_no_fail(o);
+    /* olga's publishing link is refused while logging in: she fails too */
+    struct fc *o2 = client("olga");
+    up(o->link);
+    assert_int_equal(send_(o, "/topic/n", "ro", "y"), SG_AGAIN);
+    assert_non_null(o->plink);
+    assert_ptr_not_equal(o->plink, l);
+    fl_refuse(o->plink, "ACCESS_REFUSED");
+    assert_failed(o, NULL, "access refused", SG_WS_CLOSE_POLICY);
+    assert_failed(o2, NULL, "access refused", SG_WS_CLOSE_POLICY);
     /* the service connection answers /readyz */
     assert_false(sg_relay_ready(T.r));
     fl_up(fl_link(T.cfg.broker_user, 1));
@@ -1478,16 +1614,21 @@ static void test_link_drop_subscriptions(void **state)
     assert_int_equal(nk.multiple, 0);
     assert_int_equal(nk.requeue, 1);
     assert_no_fail(a);
+    assert_null(a->plink); /* it never published */
 }
 
 /* A SEND held while the broker is away longer than hold_ms gets ERROR
- * "broker unavailable" (1013) at the relay's next timer tick. */
+ * "broker unavailable" (1013) at the relay's next timer tick: here the
+ * publishing link never comes up (the consuming one is up). */
 static void test_hold_timeout(void **state)
 {
     (void)state;
     start((const char *[]){"--hold-ms=0", NULL});
     struct fc *a = client("alice");
+    up(a->link);
     assert_int_equal(send_(a, "/topic/t", "r1", "x"), SG_AGAIN); /* link not up yet */
+    assert_non_null(a->plink);
+    assert_false(fl_is_up(a->plink));
     assert_no_fail(a);
     /* the hold timer runs every 250 ms */
     assert_int_equal(event_base_loop(T.base, EVLOOP_ONCE), 0);
@@ -1538,10 +1679,11 @@ static void test_detach_with_pending_work(void **state)
     (void)state;
     start(NULL);
     struct fc *a = client("alice"), *b = client("alice");
-    struct sg_link *l = a->link;
-    uint16_t pub = up(l);
-    prime(b, "/topic/known");
-    size_t m = fl_nrec(l);
+    struct sg_link *cl = a->link;
+    up(cl);
+    uint16_t pub = prime(b, "/topic/known");
+    struct sg_link *l = b->plink;
+    size_t m = fl_nrec(l), mc = fl_nrec(cl);
     assert_int_equal(send_(a, "/topic/known", "r1", "unconfirmed"), SG_AGAIN);
     assert_int_equal(send_(a, "/queue/fresh", "r2", "declaring"), SG_AGAIN);
     assert_int_equal(run(a,
@@ -1555,15 +1697,19 @@ static void test_detach_with_pending_work(void **state)
     assert_int_equal(subscribe(a, "/topic/known", "s1", NULL, SG_ACK_AUTO), SG_AGAIN);
     struct fl_rec decl = get(l, m, 0, AMQP_QUEUE_DECLARE_METHOD); /* /queue/fresh */
     assert_string_equal(decl.queue, "fresh");
+    assert_int_equal(fl_count(l, m, 0, AMQP_QUEUE_DECLARE_METHOD), 1);
     assert_int_equal(publishes(l, m, 0), 1);
-    size_t m2 = fl_nrec(l);
+    /* the temp queue and the upstream are on the consuming link */
+    assert_int_equal(fl_count(cl, mc, 0, AMQP_BASIC_CONSUME_METHOD), 2);
+    size_t m2 = fl_nrec(l), mc2 = fl_nrec(cl);
     struct sg_relay_sess *rs = a->rs;
     a->rs = NULL;
     a->detached = 1;
     sg_relay_detach(rs);
     /* the temp queue and the fan-out upstream are closed; the SEND that
      * waited for the temp queue goes now */
-    assert_true(fl_count(l, m2, 0, AMQP_CHANNEL_CLOSE_METHOD) >= 2);
+    assert_int_equal(fl_count(cl, mc2, 0, AMQP_CHANNEL_CLOSE_METHOD), 2);
+    assert_int_equal(fl_count(l, m2, 0, AMQP_CHANNEL_CLOSE_METHOD), 0);
     struct fl_rec tp = get_publish(l, m2, pub);
     assert_string_equal(tp.body, "temp-wait");
     fl_declare_ok(l, decl.ch, "fresh");
@@ -1580,19 +1726,28 @@ static void test_detach_with_pending_work(void **state)
 }
 
 /* Out of channels on the connection (broker_channel_max): the SUBSCRIBE
- * that finds none fails its session with 1013. */
+ * that finds none fails its session with 1013. Publishing takes none of
+ * the consuming link's channels: its channels are on the other link. */
 static void test_channel_max(void **state)
 {
     (void)state;
     start((const char *[]){"--broker-channel-max=8", NULL});
     struct fc *a = client("alice"), *b = client("alice");
     struct sg_link *l = a->link;
-    up(l); /* channel 1: publishing */
-    for (int i = 0; i < 7; i++) {
+    up(l);
+    for (int i = 0; i < 8; i++) {
         char id[8];
         snprintf(id, sizeof id, "s%d", i);
         assert_int_equal(subscribe(a, "/queue/cm", id, NULL, SG_ACK_AUTO), SG_AGAIN);
     }
+    assert_no_fail(a);
+    /* the consuming link is full; publishing still opens its two channels */
+    assert_int_equal(send_(a, "/topic/cm", NULL, "p"), SG_OK);
+    pup(a->plink);
+    assert_int_equal(fl_count(a->plink, 0, 0, AMQP_CHANNEL_OPEN_METHOD), 2);
+    struct fl_rec probe = get_publish(a->plink, 0, 0);
+    assert_string_equal(probe.body, "p");
+    fl_confirm(a->plink, probe.ch, probe.seq, 0, 1, 0);
     assert_no_fail(a);
     assert_int_equal(subscribe(b, "/queue/cm", "s", "rb", SG_ACK_AUTO), SG_AGAIN);
     assert_failed(b, "rb", "broker_channel_max", SG_WS_CLOSE_TRY_AGAIN);
@@ -1601,8 +1756,8 @@ static void test_channel_max(void **state)
 
 /* After a reconnect the broker offers fewer channels: the sessions whose
  * subscriptions no longer fit fail (1013) while the link comes up; the
- * setup of the others goes on. max 3: publishing and the two topic
- * upstreams fit, the private queues do not. */
+ * setup of the others goes on. max 2: the two topic upstreams fit (they
+ * are set up first), the private queues do not. */
 static void test_reconnect_fewer_channels(void **state)
 {
     (void)state;
@@ -1616,7 +1771,7 @@ static void test_reconnect_fewer_channels(void **state)
     assert_int_equal(subscribe(c, "/topic/f4", "s1", NULL, SG_ACK_AUTO), SG_AGAIN);
     assert_int_equal(subscribe(c, "/topic/f5", "s2", NULL, SG_ACK_AUTO), SG_AGAIN);
     fl_drop(l);
-    fl_set_channel_max(l, 3);
+    fl_set_channel_max(l, 2);
     size_t m = fl_nrec(l);
     up(l);
     assert_failed(a, NULL, "broker_channel_max", SG_WS_CLOSE_TRY_AGAIN);
@@ -1625,8 +1780,9 @@ static void test_reconnect_fewer_channels(void **state)
     assert_int_equal(fl_count(l, m, 0, AMQP_BASIC_CONSUME_METHOD), 2);
 }
 
-/* The same with max 2: one topic upstream cannot be set up either, which
- * fails its subscribers' session while the topics are being walked. */
+/* The same with three topic upstreams and max 2: one of them cannot be set
+ * up either, which fails its subscribers' session while the topics are
+ * being walked. */
 static void test_reconnect_fewer_channels_topics(void **state)
 {
     (void)state;
@@ -1645,16 +1801,16 @@ static void test_reconnect_fewer_channels_topics(void **state)
     assert_failed(a, NULL, "broker_channel_max", SG_WS_CLOSE_TRY_AGAIN);
 }
 
-/* Blocked, then the connection drops: reads resume (nothing to wait for
- * now), and the SENDs held are published after the reconnect. */
+/* The publishing link is blocked, then drops: reads resume (nothing to
+ * wait for now), and the SENDs held are published after the reconnect. */
 static void test_blocked_then_dropped(void **state)
 {
     (void)state;
     start(NULL);
     struct fc *a = client("alice");
-    struct sg_link *l = a->link;
-    up(l);
+    up(a->link);
     prime(a, "/topic/t");
+    struct sg_link *l = a->plink;
     fl_block(l, 1);
     assert_int_equal(send_(a, "/topic/t", "r1", "x"), SG_AGAIN);
     fl_drop(l);
@@ -1662,7 +1818,7 @@ static void test_blocked_then_dropped(void **state)
     assert_int_equal(a->pauses[0], 1);
     assert_int_equal(a->pauses[1], 0);
     size_t m = fl_nrec(l);
-    up(l);
+    pup(l);
     struct fl_rec p = get_publish(l, m, 0);
     assert_string_equal(p.body, "x");
     fl_confirm(l, p.ch, p.seq, 0, 1, 0);
@@ -1732,6 +1888,392 @@ static void test_subscription_queue_names(void **state)
     assert_no_fail(a);
 }
 
+/* ------------------------------------------------------------------ */
+/* two links per login: consuming and publishing */
+
+/* Sessions that only consume never open a publishing link: SUBSCRIBE,
+ * deliveries, ACK, NACK, UNSUBSCRIBE, a drained client and a reconnect of
+ * the consuming link all stay on it. */
+static void test_consumer_only_never_opens_publisher(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("carol"), *b = client("carol"), *d = client("dave");
+    struct sg_link *l = a->link;
+    assert_ptr_equal(b->link, l);
+    assert_ptr_not_equal(d->link, l);
+    assert_int_equal(fl_nlinks(), 3); /* the relay's own, carol's and dave's */
+    up(l);
+    up(d->link);
+
+    size_t m = fl_nrec(l);
+    assert_int_equal(subscribe(a, "/queue/work", "s1", "r1", SG_ACK_CLIENT_INDIVIDUAL), SG_AGAIN);
+    struct fl_rec c1 = get(l, m, 0, AMQP_BASIC_CONSUME_METHOD);
+    fl_consume_ok(l, c1.ch, c1.ctag);
+    assert_receipts(a, "r1", NULL);
+    size_t m2 = fl_nrec(l);
+    assert_int_equal(subscribe(b, "/topic/ticks", "t1", "rt", SG_ACK_AUTO), SG_AGAIN);
+    struct fl_rec ct = get(l, m2, 0, AMQP_BASIC_CONSUME_METHOD);
+    fl_consume_ok(l, ct.ch, ct.ctag);
+    assert_receipts(b, "rt", NULL);
+    assert_int_equal(subscribe(d, "/queue/other", "s1", NULL, SG_ACK_AUTO), SG_AGAIN);
+
+    fl_deliver(l, c1.ch, 1, 0, "", "work", NULL, "w1", 2);
+    fl_deliver(l, c1.ch, 2, 0, "", "work", NULL, "w2", 2);
+    fl_deliver(l, ct.ch, 1, 0, "amq.topic", "ticks", NULL, "t", 1);
+    assert_int_equal(a->nwrites, 2);
+    assert_int_equal(b->nwrites, 1);
+    char ack1[64], ack2[64];
+    assert_true(msg_header(a, 0, "ack", ack1, sizeof ack1));
+    assert_true(msg_header(a, 1, "ack", ack2, sizeof ack2));
+    size_t m3 = fl_nrec(l);
+    assert_int_equal(run(a, &(struct act){.type = SG_ACT_ACK, .ack_id = ack1}, NULL, 0), SG_OK);
+    assert_int_equal(run(a, &(struct act){.type = SG_ACT_NACK, .ack_id = ack2}, NULL, 0), SG_OK);
+    assert_int_equal(get(l, m3, c1.ch, AMQP_BASIC_ACK_METHOD).tag, 1);
+    assert_int_equal(get(l, m3, c1.ch, AMQP_BASIC_NACK_METHOD).tag, 2);
+    sg_relay_drained(a->rs);
+    assert_int_equal(run(b, &(struct act){.type = SG_ACT_UNSUBSCRIBE, .id = "t1"}, NULL, 0), SG_OK);
+    assert_int_equal(get(l, m3, 0, AMQP_CHANNEL_CLOSE_METHOD).ch, ct.ch);
+
+    size_t m4 = fl_nrec(l);
+    fl_drop(l);
+    up(l);
+    assert_int_equal(fl_count(l, m4, 0, AMQP_BASIC_CONSUME_METHOD), 1);
+    assert_string_equal(get(l, m4, 0, AMQP_BASIC_CONSUME_METHOD).queue, "work");
+    assert_no_fail(a);
+    assert_no_fail(b);
+    assert_no_fail(d);
+    /* no publishing link was ever opened, for either login */
+    assert_null(fl_plink("carol"));
+    assert_null(fl_plink("dave"));
+    assert_null(a->plink);
+    assert_null(d->plink);
+    assert_int_equal(fl_nlinks(), 3);
+}
+
+/* A SEND while the publishing link is still logging in (the consuming one
+ * is up and serving a subscription) is held, in order with the SENDs
+ * after it; once the link is up they are published, each RECEIPT after
+ * its confirm. The publishing link logs in as the sessions do: same
+ * login and vhost, the newest passcode, not the relay's own login. */
+static void test_send_while_publisher_logging_in(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice");
+    struct sg_link *cl = a->link;
+    up(cl);
+    size_t m = fl_nrec(cl);
+    assert_int_equal(subscribe(a, "/queue/in", "s1", "rs", SG_ACK_AUTO), SG_AGAIN);
+    struct fl_rec cons = get(cl, m, 0, AMQP_BASIC_CONSUME_METHOD);
+    fl_consume_ok(cl, cons.ch, cons.ctag);
+    assert_receipts(a, "rs", NULL);
+    assert_null(a->plink);
+
+    size_t mc = fl_nrec(cl);
+    assert_int_equal(send_(a, "/exchange/ex/k", "r1", "one"), SG_AGAIN);
+    struct sg_link *pl = a->plink;
+    assert_non_null(pl);
+    assert_ptr_not_equal(pl, cl);
+    assert_false(fl_is_up(pl));
+    assert_false(sg_link_is_service(pl));
+    assert_string_equal(sg_link_login(pl), "alice");
+    assert_string_equal(sg_link_vhost(pl), "/");
+    assert_string_equal(fl_passcode(pl), "secret");
+    assert_int_equal(send_(a, "/exchange/ex/k", NULL, "two"), SG_OK); /* accepted, held */
+    assert_int_equal(send_(a, "/exchange/ex/k", "r3", "three"), SG_AGAIN);
+    /* a session attaching with a newer passcode: both links log in with it */
+    struct fc *b = client_pv("alice", "newer", 12);
+    assert_ptr_equal(b->link, cl);
+    assert_ptr_equal(b->plink, pl);
+    assert_string_equal(fl_passcode(cl), "newer");
+    assert_string_equal(fl_passcode(pl), "newer");
+    /* deliveries go on meanwhile; nothing of the SENDs is on the consuming link */
+    fl_deliver(cl, cons.ch, 1, 0, "", "in", NULL, "m", 1);
+    assert_int_equal(a->nwrites, 1);
+    assert_int_equal(fl_count(cl, mc, 0, AMQP_BASIC_ACK_METHOD), 1);
+    assert_int_equal(fl_nrec(cl), mc + 1);
+    assert_receipts(a, "rs", NULL);
+    assert_no_fail(a);
+
+    uint16_t pub = pup(pl);
+    /* the first is the probe of ex; the others wait behind it */
+    assert_int_equal(publishes(pl, 0, 0), 1);
+    struct fl_rec probe = get_publish(pl, 0, 0);
+    assert_int_not_equal(probe.ch, pub);
+    assert_string_equal(probe.exchange, "ex");
+    assert_string_equal(probe.body, "one");
+    assert_receipts(a, "rs", NULL);
+    fl_confirm(pl, probe.ch, probe.seq, 0, 1, 0);
+    assert_receipts(a, "rs", "r1", NULL);
+    assert_int_equal(publishes(pl, 0, pub), 2);
+    size_t at;
+    fl_find(pl, 0, pub, FL_PUBLISH, &at);
+    struct fl_rec p2 = get_publish(pl, at, pub), p3 = get_publish(pl, at + 1, pub);
+    assert_string_equal(p2.body, "two");
+    assert_string_equal(p3.body, "three");
+    assert_int_equal(p2.seq, 1);
+    assert_int_equal(p3.seq, 2);
+    fl_confirm(pl, pub, 1, 0, 1, 0); /* the fire-and-forget one: no receipt */
+    assert_receipts(a, "rs", "r1", NULL);
+    fl_confirm(pl, pub, 2, 0, 1, 0);
+    assert_receipts(a, "rs", "r1", "r3", NULL);
+    assert_no_fail(a);
+    assert_int_equal(fl_nlinks(), 3); /* the relay's own and alice's two */
+}
+
+/* connection.blocked comes on the publishing link only: a session that
+ * only subscribes is never paused and can still SUBSCRIBE (its methods on
+ * the consuming link, answered), get deliveries and ACK; a session that
+ * publishes is paused at its SEND; unblocked: the publisher reads again,
+ * the consumer saw no pause at all. */
+static void test_blocked_publisher_spares_consumers(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *p = client("alice"), *s = client("alice");
+    struct sg_link *cl = p->link;
+    up(cl);
+    uint16_t pub = prime(p, "/topic/t");
+    struct sg_link *pl = p->plink;
+    size_t m = fl_nrec(cl);
+    assert_int_equal(subscribe(s, "/queue/q1", "s1", NULL, SG_ACK_CLIENT), SG_AGAIN);
+    struct fl_rec c1 = get(cl, m, 0, AMQP_BASIC_CONSUME_METHOD);
+    fl_consume_ok(cl, c1.ch, c1.ctag);
+
+    fl_block(pl, 1);
+    assert_int_equal(p->npauses, 0);
+    assert_int_equal(s->npauses, 0);
+    size_t mp = fl_nrec(pl);
+    /* the consumer goes on: a new private subscription ... */
+    size_t m2 = fl_nrec(cl);
+    assert_int_equal(subscribe(s, "/queue/q2", "s2", "r2", SG_ACK_AUTO), SG_AGAIN);
+    struct fl_rec q2 = get(cl, m2, 0, AMQP_QUEUE_DECLARE_METHOD);
+    assert_string_equal(q2.queue, "q2");
+    assert_int_equal(get(cl, m2, q2.ch, AMQP_BASIC_QOS_METHOD).prefetch, T.cfg.prefetch);
+    struct fl_rec c2 = get(cl, m2, q2.ch, AMQP_BASIC_CONSUME_METHOD);
+    fl_consume_ok(cl, c2.ch, c2.ctag);
+    assert_receipts(s, "r2", NULL);
+    /* ... a shared topic ... */
+    size_t m3 = fl_nrec(cl);
+    assert_int_equal(subscribe(s, "/topic/t", "s3", "r3", SG_ACK_AUTO), SG_AGAIN);
+    struct fl_rec bind = get(cl, m3, 0, AMQP_QUEUE_BIND_METHOD);
+    assert_string_equal(bind.rkey, "t");
+    struct fl_rec c3 = get(cl, m3, bind.ch, AMQP_BASIC_CONSUME_METHOD);
+    fl_consume_ok(cl, c3.ch, c3.ctag);
+    assert_receipts(s, "r2", "r3", NULL);
+    /* ... deliveries and ACKs */
+    fl_deliver(cl, c1.ch, 1, 0, "", "q1", NULL, "m1", 2);
+    fl_deliver(cl, c3.ch, 1, 0, "amq.topic", "t", NULL, "t1", 2);
+    assert_int_equal(s->nwrites, 2);
+    char ack[64];
+    assert_true(msg_header(s, 0, "ack", ack, sizeof ack));
+    size_t m4 = fl_nrec(cl);
+    assert_int_equal(run(s, &(struct act){.type = SG_ACT_ACK, .ack_id = ack}, NULL, 0), SG_OK);
+    assert_int_equal(get(cl, m4, c1.ch, AMQP_BASIC_ACK_METHOD).tag, 1);
+    assert_int_equal(s->npauses, 0);
+    assert_int_equal(fl_nrec(pl), mp); /* none of it on the publishing link */
+
+    /* the publisher is paused at its SEND, which is held */
+    assert_int_equal(send_(p, "/topic/t", "rp", "x"), SG_AGAIN);
+    assert_int_equal(p->npauses, 1);
+    assert_int_equal(p->pauses[0], 1);
+    assert_int_equal(s->npauses, 0);
+    assert_int_equal(publishes(pl, mp, 0), 0);
+
+    fl_block(pl, 0);
+    assert_int_equal(p->npauses, 2);
+    assert_int_equal(p->pauses[1], 0);
+    assert_int_equal(s->npauses, 0);
+    struct fl_rec px = get_publish(pl, mp, pub);
+    assert_string_equal(px.body, "x");
+    fl_confirm(pl, pub, px.seq, 0, 1, 0);
+    assert_receipts(p, "prime", "rp", NULL);
+    assert_no_fail(p);
+    assert_no_fail(s);
+}
+
+/* The consuming link drops: the subscriptions are set up again when it is
+ * back, but SENDs in flight on the publishing link are left alone: not
+ * published again, confirmed on the same channel with their RECEIPTs as
+ * usual; a SEND meanwhile goes straight out; a SEND waiting for its temp
+ * queue waits for the queue's consume-ok on the new connection. */
+static void test_consuming_link_drop_leaves_sends(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice");
+    struct sg_link *cl = a->link;
+    up(cl);
+    uint16_t pub = prime(a, "/topic/t");
+    struct sg_link *pl = a->plink;
+    size_t m = fl_nrec(cl);
+    assert_int_equal(subscribe(a, "/queue/d1", "s1", "rs", SG_ACK_CLIENT), SG_AGAIN);
+    struct fl_rec c1 = get(cl, m, 0, AMQP_BASIC_CONSUME_METHOD);
+    fl_consume_ok(cl, c1.ch, c1.ctag);
+    assert_receipts(a, "prime", "rs", NULL);
+
+    size_t mp = fl_nrec(pl);
+    assert_int_equal(send_(a, "/topic/t", "r1", "one"), SG_AGAIN);
+    assert_int_equal(send_(a, "/topic/t", "r2", "two"), SG_AGAIN);
+    size_t mc = fl_nrec(cl);
+    assert_int_equal(run(a,
+                         &(struct act){.type = SG_ACT_SEND,
+                                       .dest = "/topic/t",
+                                       .receipt = "r4",
+                                       .kv = {"reply-to", "/temp-queue/x", NULL},
+                                       .body = "four"},
+                         NULL, 0),
+                     SG_AGAIN);
+    struct fl_rec td = get(cl, mc, 0, AMQP_QUEUE_DECLARE_METHOD);
+    assert_int_equal(publishes(pl, mp, pub), 2);
+
+    fl_drop(cl);
+    assert_no_fail(a);
+    assert_true(fl_is_up(pl));
+    assert_int_equal(fl_chan_state(pl, pub), 1);
+    assert_int_equal(fl_nrec(pl), mp + 2); /* nothing sent for the drop */
+    /* while the consuming link is down a SEND goes straight out */
+    assert_int_equal(send_(a, "/topic/t", "r3", "three"), SG_AGAIN);
+    assert_int_equal(publishes(pl, mp, pub), 3);
+
+    size_t mc2 = fl_nrec(cl);
+    up(cl);
+    /* both subscriptions are set up again, the temp queue by the same name */
+    assert_int_equal(fl_count(cl, mc2, 0, AMQP_BASIC_CONSUME_METHOD), 2);
+    size_t at;
+    struct fl_rec q1 = get(cl, mc2, 0, AMQP_QUEUE_DECLARE_METHOD);
+    fl_find(cl, mc2, 0, AMQP_QUEUE_DECLARE_METHOD, &at);
+    struct fl_rec q2 = get(cl, at + 1, 0, AMQP_QUEUE_DECLARE_METHOD);
+    struct fl_rec tnew = strcmp(q1.queue, td.queue) ? q2 : q1;
+    struct fl_rec dnew = strcmp(q1.queue, td.queue) ? q1 : q2;
+    assert_string_equal(tnew.queue, td.queue);
+    assert_string_equal(dnew.queue, "d1");
+    /* nothing was published again */
+    assert_int_equal(fl_nrec(pl), mp + 3);
+    fl_confirm(pl, pub, 2, 1, 1, 0);
+    assert_receipts(a, "prime", "rs", "r1", "r2", NULL);
+    fl_confirm(pl, pub, 3, 0, 1, 0);
+    assert_receipts(a, "prime", "rs", "r1", "r2", NULL); /* r3 waits behind r4 */
+
+    /* the temp queue's consume-ok on the new connection releases the SEND */
+    fl_declare_ok(cl, tnew.ch, td.queue);
+    assert_int_equal(publishes(pl, mp, pub), 3);
+    fl_consume_ok(cl, tnew.ch, get(cl, mc2, tnew.ch, AMQP_BASIC_CONSUME_METHOD).ctag);
+    assert_int_equal(publishes(pl, mp, pub), 4);
+    struct fl_rec p4 = get_publish(pl, fl_nrec(pl) - 1, pub);
+    assert_string_equal(p4.body, "four");
+    char want[300];
+    snprintf(want, sizeof want, "/reply-queue/%s", td.queue);
+    assert_string_equal(p4.reply_to, want);
+    fl_confirm(pl, pub, p4.seq, 0, 1, 0);
+    assert_receipts(a, "prime", "rs", "r1", "r2", "r4", "r3", NULL);
+    assert_no_fail(a);
+}
+
+/* The publishing link drops: the subscriptions on the consuming link are
+ * untouched (no channel closed, opened or set up again; deliveries, ACKs
+ * and a new SUBSCRIBE go on), and the unconfirmed SENDs are published
+ * again once it is back. */
+static void test_publishing_link_drop_leaves_subscriptions(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice"), *s = client("alice");
+    struct sg_link *cl = a->link;
+    up(cl);
+    prime(a, "/topic/t");
+    struct sg_link *pl = a->plink;
+    size_t m = fl_nrec(cl);
+    assert_int_equal(subscribe(s, "/queue/d1", "s1", NULL, SG_ACK_CLIENT), SG_AGAIN);
+    struct fl_rec c1 = get(cl, m, 0, AMQP_BASIC_CONSUME_METHOD);
+    fl_consume_ok(cl, c1.ch, c1.ctag);
+    size_t m1 = fl_nrec(cl);
+    assert_int_equal(subscribe(s, "/topic/t", "s2", NULL, SG_ACK_AUTO), SG_AGAIN);
+    struct fl_rec c2 = get(cl, m1, 0, AMQP_BASIC_CONSUME_METHOD);
+    fl_consume_ok(cl, c2.ch, c2.ctag);
+    fl_deliver(cl, c1.ch, 1, 0, "", "d1", NULL, "m1", 2);
+    char ack[64];
+    assert_true(msg_header(s, 0, "ack", ack, sizeof ack));
+    assert_int_equal(send_(a, "/topic/t", "r1", "one"), SG_AGAIN);
+
+    size_t mc = fl_nrec(cl);
+    fl_drop(pl);
+    assert_no_fail(a);
+    assert_no_fail(s);
+    assert_int_equal(fl_nrec(cl), mc);
+    assert_int_equal(fl_chan_state(cl, c1.ch), 1);
+    assert_int_equal(fl_chan_state(cl, c2.ch), 1);
+    /* the ack id of a delivery before the drop is still good */
+    assert_int_equal(run(s, &(struct act){.type = SG_ACT_ACK, .ack_id = ack}, NULL, 0), SG_OK);
+    assert_int_equal(get(cl, mc, c1.ch, AMQP_BASIC_ACK_METHOD).tag, 1);
+    fl_deliver(cl, c1.ch, 2, 0, "", "d1", NULL, "m2", 2);
+    fl_deliver(cl, c2.ch, 1, 0, "amq.topic", "t", NULL, "t1", 2);
+    assert_int_equal(s->nwrites, 3);
+    size_t m2 = fl_nrec(cl);
+    assert_int_equal(subscribe(s, "/queue/d2", "s3", "r3", SG_ACK_AUTO), SG_AGAIN);
+    struct fl_rec c3 = get(cl, m2, 0, AMQP_BASIC_CONSUME_METHOD);
+    fl_consume_ok(cl, c3.ch, c3.ctag);
+    assert_receipts(s, "r3", NULL);
+
+    size_t m3 = fl_nrec(cl), mp = fl_nrec(pl);
+    uint16_t npub = pup(pl);
+    assert_int_equal(fl_nrec(cl), m3); /* the subscriptions are not set up again */
+    /* the exchange is probed again with the unconfirmed SEND */
+    struct fl_rec probe = get_publish(pl, mp, 0);
+    assert_int_not_equal(probe.ch, npub);
+    assert_string_equal(probe.body, "one");
+    assert_receipts(a, "prime", NULL);
+    fl_confirm(pl, probe.ch, probe.seq, 0, 1, 0);
+    assert_receipts(a, "prime", "r1", NULL);
+    assert_int_equal(fl_count(cl, mc, 0, AMQP_CHANNEL_CLOSE_METHOD), 0);
+    assert_no_fail(a);
+    assert_no_fail(s);
+}
+
+/* SENDs in flight when the publishing link drops were accepted already:
+ * they are published again after the reconnect even when together they
+ * are over hold_bytes (a bound on accepting SENDs, not on replaying them),
+ * and none is failed - neither on the way back from the held list nor
+ * between the two preparations of a /queue (declare, then probe). */
+static void test_publishing_link_drop_over_hold_bytes(void **state)
+{
+    (void)state;
+    start((const char *[]){"--hold-bytes=8K", NULL});
+    struct fc *a = client("alice");
+    up(a->link);
+    uint16_t pub = prime(a, "/queue/big");
+    struct sg_link *pl = a->plink;
+    static char body[3][3001];
+    size_t m = fl_nrec(pl);
+    for (int i = 0; i < 3; i++) {
+        memset(body[i], 'a' + i, sizeof body[i] - 1);
+        char rc[8];
+        snprintf(rc, sizeof rc, "r%d", i + 1);
+        assert_int_equal(send_(a, "/queue/big", rc, body[i]), SG_AGAIN);
+    }
+    assert_int_equal(publishes(pl, m, pub), 3);
+    fl_drop(pl);
+    assert_no_fail(a);
+
+    size_t m2 = fl_nrec(pl);
+    uint16_t npub = pup(pl);
+    assert_no_fail(a);
+    struct fl_rec d = get(pl, m2, 0, AMQP_QUEUE_DECLARE_METHOD);
+    assert_string_equal(d.queue, "big");
+    fl_declare_ok(pl, d.ch, "big");
+    assert_no_fail(a);
+    struct fl_rec probe = get_publish(pl, m2, 0);
+    assert_int_not_equal(probe.ch, npub);
+    assert_int_equal(probe.body[0], 'a');
+    fl_confirm(pl, probe.ch, probe.seq, 0, 1, 0);
+    assert_receipts(a, "prime", "r1", NULL);
+    assert_int_equal(publishes(pl, m2, npub), 2);
+    fl_confirm(pl, npub, 2, 1, 1, 0);
+    assert_receipts(a, "prime", "r1", "r2", "r3", NULL);
+    assert_no_fail(a);
+}
+
 int main(int argc, char **argv)
 {
     sg_log_init("test_relay", SG_LOG_ERROR);
@@ -1764,6 +2306,12 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_reconnect_fewer_channels_topics, teardown),
         cmocka_unit_test_teardown(test_blocked_then_dropped, teardown),
         cmocka_unit_test_teardown(test_subscription_queue_names, teardown),
+        cmocka_unit_test_teardown(test_consumer_only_never_opens_publisher, teardown),
+        cmocka_unit_test_teardown(test_send_while_publisher_logging_in, teardown),
+        cmocka_unit_test_teardown(test_blocked_publisher_spares_consumers, teardown),
+        cmocka_unit_test_teardown(test_consuming_link_drop_leaves_sends, teardown),
+        cmocka_unit_test_teardown(test_publishing_link_drop_leaves_subscriptions, teardown),
+        cmocka_unit_test_teardown(test_publishing_link_drop_over_hold_bytes, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
