@@ -23,6 +23,7 @@
  * sans-I/O decoder (stomp_frame.h), which treats EOLs between frames as
  * heart-beats, so web_stomp's NUL+"\n" frame ending is handled.
  */
+#include "error.h"
 #include "stomp_frame.h"
 #include "ws_handshake.h"
 
@@ -504,7 +505,7 @@ static void on_frame(struct conn *c, const struct sg_stomp_frame *f)
     case SG_STOMP_RECEIPT: {
         char id[64];
         if (c->role == ROLE_SUB && !c->subscribed &&
-            sg_stomp_header_copy(f, "receipt-id", id, sizeof id) == 1 && !strncmp(id, "sub-", 4)) {
+            sg_stomp_header_copy(f, "receipt-id", id, sizeof id) == SG_OK && !strncmp(id, "sub-", 4)) {
             c->subscribed = 1;
             g.subs_ok++;
             g.topic_subs[c->topic]++;
