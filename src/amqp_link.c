@@ -73,12 +73,25 @@ static unsigned jitter(struct sg_link *l, unsigned ms)
     return ms / 2 + (l->rng >> 8) % (ms / 2 + 1);
 }
 
+/* Drain again soon - after the loop has polled the sockets. A plain
+ * event_active() here would re-queue the drain into the very pass of
+ * active callbacks that runs it, so while the broker keeps sending, the
+ * loop would never get back to epoll: no client socket would be written
+ * (their EV_WRITE events are only seen there), their output would pile
+ * up in memory and nothing would be delivered. A zero timeout goes through
+ * the poll first. */
+static void schedule_drain(struct sg_link *l)
+{
+    static const struct timeval now = {0, 0};
+    event_add(l->drain_ev, &now);
+}
+
 static void link_fail(struct sg_link *l, const char *why)
 {
     if (l->state != L_OPEN) return;
     l->state = L_FAILING;
     snprintf(l->fail_reason, sizeof l->fail_reason, "%.199s", why);
-    event_active(l->drain_ev, 0, 0);
+    schedule_drain(l);
 }
 
 /* ---- channels */
@@ -169,7 +182,7 @@ int sg_link_publish(struct sg_link_chan *ch, const char *exchange, const char *r
         amqp_basic_publish(l->amqp, ch->id, B(exchange), B(routing_key), mandatory, 0, props, b);
     if (st == AMQP_STATUS_OK) {
         /* basic_publish may have read frames into rabbitmq-c's queue */
-        event_active(l->drain_ev, 0, 0);
+        schedule_drain(l);
         return SG_OK;
     }
     /* encoding errors leave nothing on the wire: the message is at fault */
@@ -387,7 +400,7 @@ static void drain_frames(struct sg_link *l)
         link_lost(l);
         goto out;
     }
-    if (l->state == L_OPEN) event_active(l->drain_ev, 0, 0); /* more: yield to other events */
+    if (l->state == L_OPEN) schedule_drain(l); /* more: after the sockets had their turn */
 out:
     empty_amqp_pool(&l->pool);
 }
@@ -465,7 +478,7 @@ static void link_up(struct sg_link *l, amqp_connection_state_t amqp)
     l->backoff_ms = 100;
     if (l->ops->up) l->ops->up(l, l->arg);
     empty_amqp_pool(&l->pool);
-    event_active(l->drain_ev, 0, 0);
+    schedule_drain(l);
 }
 
 static void connect_done(struct sg_auth_req *req)
@@ -537,7 +550,7 @@ struct sg_link *sg_link_new(const struct sg_link_env *env, const char *login, co
              (unsigned)(uintptr_t)l;
     init_amqp_pool(&l->pool, 4096);
     l->retry = evtimer_new(env->base, retry_cb, l);
-    l->drain_ev = event_new(env->base, -1, 0, drain_cb, l);
+    l->drain_ev = evtimer_new(env->base, drain_cb, l);
     if (!l->retry || !l->drain_ev) {
         sg_link_free(l);
         return NULL;

@@ -1,9 +1,11 @@
 /* relay_publish.c - SEND: validation, destination preparation, publisher
  * confirms, returns, holding and replay.
  *
- * Each link has a shared publish channel in confirm mode. A SEND is
+ * Each (login, vhost) publishes on a broker connection of its own
+ * (rl->plink, opened at the first SEND; a blocked broker then stops only
+ * publishers), with one shared publish channel in confirm mode. A SEND is
  * published on it only when its destination is known to be good on that
- * link: a /queue/NAME is declared first (durable, as RabbitMQ's STOMP
+ * connection: a /queue/NAME is declared first (durable, as RabbitMQ's STOMP
  * plugin does), and the first SEND to an exchange is published on a
  * separate prep channel, one step at a time, as a probe. A missing
  * exchange or a refused write then closes only the prep channel and fails
@@ -18,6 +20,9 @@
  * committed transaction). Copies waiting for the broker (down, blocked) or
  * for a destination are bounded by hold_bytes per worker and hold_ms;
  * past either the client gets ERROR "broker unavailable" (close 1013).
+ * While the broker blocks publishing, a session that publishes is paused
+ * (its socket is not read: TCP backpressure, as RabbitMQ's plugin does)
+ * until it unblocks.
  * RECEIPTs are only ever sent for confirmed publishes.
  */
 #include "relay_int.h"
