@@ -127,7 +127,7 @@ static void link_up(struct sg_link *l, void *arg)
     LIST_FOREACH(t, &rl->topics, next)
     sg_fanout_setup(t);
     TAILQ_FOREACH(rs, &rl->sessions, next)
-    LIST_FOREACH(s, &rs->subs, snext)
+    TAILQ_FOREACH(s, &rs->subs, snext)
     if (!s->topic) sg_sub_setup(s);
     sg_victims_release(&held);
 }
@@ -144,7 +144,7 @@ static void link_down(struct sg_link *l, void *arg)
         t->ready = 0;
     }
     TAILQ_FOREACH(rs, &rl->sessions, next)
-    LIST_FOREACH(s, &rs->subs, snext)
+    TAILQ_FOREACH(s, &rs->subs, snext)
     sg_sub_link_down(s);
 }
 
@@ -347,7 +347,7 @@ int sg_relay_attach(struct sg_relay *r, const struct sg_relay_client_ops *ops, v
     }
     rs->ops = ops;
     rs->client = client;
-    LIST_INIT(&rs->subs);
+    TAILQ_INIT(&rs->subs);
     sg_rcpt_queue_init(&rs->rq, (size_t)r->env.cfg->max_pending_receipts);
     snprintf(rs->login, sizeof rs->login, "%s", login);
     TAILQ_INSERT_TAIL(&rs->rl->sessions, rs, next);
@@ -364,8 +364,8 @@ void sg_relay_detach(struct sg_relay_sess *rs)
     struct sub *s;
     /* the client is being freed: nothing below may call into it */
     rs->failing = 1;
-    while ((s = LIST_FIRST(&rs->subs))) {
-        LIST_REMOVE(s, snext);
+    while ((s = TAILQ_FIRST(&rs->subs))) {
+        TAILQ_REMOVE(&rs->subs, s, snext);
         struct pub *p;
         STAILQ_FOREACH(p, &s->waiting, next)
         {
@@ -385,7 +385,7 @@ void sg_relay_drained(struct sg_relay_sess *rs)
 {
     if (!rs || !sg_link_is_open(rs->rl->link)) return;
     struct sub *s;
-    LIST_FOREACH(s, &rs->subs, snext)
+    TAILQ_FOREACH(s, &rs->subs, snext)
     sg_sub_drained(s);
 }
 
@@ -500,7 +500,7 @@ static int do_unsubscribe(struct sg_relay_sess *rs, const struct sg_action *a, c
         *errmsg = "no such subscription";
         return SG_ESTATE;
     }
-    LIST_REMOVE(s, snext);
+    TAILQ_REMOVE(&rs->subs, s, snext);
     struct sg_rcpt *e = s->rc;
     s->rc = NULL;
     sg_sub_unlink(s);
@@ -528,7 +528,7 @@ static int do_ack(struct sg_relay_sess *rs, const struct sg_action *a, int nack,
         return SG_OK;
     }
     struct sub *s;
-    LIST_FOREACH(s, &rs->subs, snext)
+    TAILQ_FOREACH(s, &rs->subs, snext)
     if (s->ch && sg_link_chan_id(s->ch) == chid && !s->internal_ack) break;
     if (!s) {
         *errmsg = "unknown ack id";

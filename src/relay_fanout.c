@@ -100,7 +100,7 @@ int sg_fanout_subscribe(struct sg_relay_sess *rs, struct sub *s, const char *rec
     }
     s->topic = t;
     LIST_INSERT_HEAD(&t->subs, s, tnext);
-    LIST_INSERT_HEAD(&rs->subs, s, snext);
+    TAILQ_INSERT_TAIL(&rs->subs, s, snext);
     rs->nsubs++;
     if (t->ready) {
         s->ready = 1;
@@ -209,7 +209,7 @@ static void on_reply(struct sg_link_chan *ch, void *owner, amqp_method_number_t 
     for (size_t i = 0; i < v.n; i++) {
         struct sg_relay_sess *rs = v.rs[i];
         rs->marked = 0;
-        LIST_FOREACH(s, &rs->subs, snext)
+        TAILQ_FOREACH(s, &rs->subs, snext)
         if (s->topic == t && !s->ready) {
             s->ready = 1;
             struct sg_rcpt *e = s->rc;

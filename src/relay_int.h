@@ -49,8 +49,8 @@ struct pub {
 /* A private subscription: its own channel and consumer (so ACKs map 1:1),
  * or a member of a shared topic upstream. */
 struct sub {
-    LIST_ENTRY(sub) snext; /* in the session */
-    LIST_ENTRY(sub) tnext; /* in the topic */
+    TAILQ_ENTRY(sub) snext; /* in the session, in SUBSCRIBE order */
+    LIST_ENTRY(sub) tnext;  /* in the topic */
     struct sg_relay_sess *rs;
     char *id, *dest;
     struct sg_route route;
@@ -74,6 +74,7 @@ struct sub {
 };
 
 LIST_HEAD(sub_list, sub);
+TAILQ_HEAD(sess_sub_list, sub);
 
 /* A shared upstream: one exclusive queue + consumer per binding per link. */
 struct topic {
@@ -141,8 +142,8 @@ struct sg_relay_sess {
     struct rlink *rl;
     const struct sg_relay_client_ops *ops;
     void *client;
-    struct sub_list subs;
-    size_t nsubs; /* including temp queues */
+    struct sess_sub_list subs; /* set up again in this order after a reconnect */
+    size_t nsubs;              /* including temp queues */
     struct sg_rcpt_queue rq;
     char login[256];
     int failing;

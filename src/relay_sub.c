@@ -159,14 +159,14 @@ void sg_sub_link_down(struct sub *s)
 struct sub *sg_sub_find(struct sg_relay_sess *rs, const char *id, int temp)
 {
     struct sub *s;
-    LIST_FOREACH(s, &rs->subs, snext)
+    TAILQ_FOREACH(s, &rs->subs, snext)
     if (!s->temp == !temp && !strcmp(s->id, id)) return s;
     return NULL;
 }
 
 int sg_sub_subscribe_private(struct sg_relay_sess *rs, struct sub *s, const char **errmsg)
 {
-    LIST_INSERT_HEAD(&rs->subs, s, snext);
+    TAILQ_INSERT_TAIL(&rs->subs, s, snext);
     rs->nsubs++;
     sg_sub_setup(s);
     return SG_AGAIN;
@@ -204,7 +204,7 @@ struct sub *sg_sub_temp_ensure(struct sg_relay_sess *rs, const char *name, const
     snprintf(s->qname, sizeof s->qname, "stomp-temp-queue-%d-%llu-%08x", r->env.worker_id, q,
              (unsigned)(uintptr_t)s);
     snprintf(s->ctag, sizeof s->ctag, "sg-temp-%llu", q);
-    LIST_INSERT_HEAD(&rs->subs, s, snext);
+    TAILQ_INSERT_TAIL(&rs->subs, s, snext);
     rs->nsubs++;
     sg_sub_setup(s);
     return s;
