@@ -20,6 +20,7 @@ struct sg_metrics {
     atomic_long auth_ok, auth_refused;
     atomic_long held_bytes;         /* SEND copies waiting for the broker or a destination */
     atomic_long auth_rejected_busy; /* CONNECTs refused: auth_queue_max logins pending */
+    atomic_long dropped; /* fan-out deliveries skipped for subscribers behind, over memory_max */
 };
 
 #endif

@@ -32,6 +32,7 @@
 #ifndef SG_RELAY_H
 #define SG_RELAY_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include "stomp_session.h"
 
@@ -53,6 +54,11 @@ struct sg_relay_env {
     struct sg_worker *auth_target; /* opaque: where auth results are posted */
     struct sg_metrics *metrics;
     int worker_id;
+    /* bytes this worker's clients have queued for output, kept by conn.c
+     * (may be NULL: then 0) */
+    const atomic_long *out_bytes;
+    /* this worker's share of memory_max, in bytes (0: no budget) */
+    size_t memory_share;
     /* write out what deliveries queued (one writev per client per batch) */
     void (*flush)(void *arg);
     void *flush_arg;

@@ -6,6 +6,7 @@
 #define SG_WORKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,9 @@ struct sg_worker {
     struct sg_auth_req *auth_done;
     struct event *auth_ev;
     struct sg_relay *relay; /* this worker's broker side */
+    /* bytes its connections have queued for output (conn.c keeps it; only
+     * this worker writes it, /metrics and the relay read it) */
+    atomic_long out_bytes;
 };
 
 #endif

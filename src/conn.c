@@ -61,8 +61,9 @@ struct sg_conn {
      * would block, instead of libevent arming and disarming the write event
      * around every flush (two epoll_ctl per write on fan-out) */
     int manual_write;
-    size_t dirty_idx;         /* 1 + index in w->dirty, 0 if not listed */
-    struct sg_relay_sess *rs; /* the session's broker side, once authenticated */
+    size_t dirty_idx;                 /* 1 + index in w->dirty, 0 if not listed */
+    struct sg_relay_sess *rs;         /* the session's broker side, once authenticated */
+    struct evbuffer_cb_entry *out_cb; /* counts output into w->out_bytes */
     struct event *timer;
     uint64_t dl_hs, dl_ping, dl_pong, dl_close;
     struct sg_ws_dec dec;
@@ -104,6 +105,15 @@ static void rearm(struct sg_conn *c)
 }
 
 static void on_drained(struct sg_conn *c);
+
+/* Keeps the worker's count of buffered output bytes (the memory budget's
+ * input) exact: every add and every drain of a connection's output. */
+static void out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct sg_conn *c = arg;
+    long d = (long)info->n_added - (long)info->n_deleted;
+    if (d) atomic_fetch_add_explicit(&c->w->out_bytes, d, memory_order_relaxed);
+}
 
 /* Manual write mode: write what is queued now; leave the rest to libevent. */
 static void conn_flush(struct sg_conn *c)
@@ -256,6 +266,13 @@ static void serve_metrics(struct sg_conn *c, int head_only)
            atomic_load(&m->ws_close_protocol));
     METRIC("slow_consumers_total", "counter", "Sessions dropped as slow consumers.",
            atomic_load(&m->slow_consumers));
+    long buffered = 0;
+    for (int i = 0; i < c->s->nworkers; i++)
+        buffered += atomic_load_explicit(&c->s->workers[i].out_bytes, memory_order_relaxed);
+    METRIC("buffered_bytes", "gauge", "Bytes queued for clients, not yet written.", buffered);
+    METRIC("dropped_messages_total", "counter",
+           "Fan-out deliveries skipped for subscribers behind while over memory_max.",
+           atomic_load(&m->dropped));
     METRIC("held_bytes", "gauge", "SEND copies waiting for the broker or a destination.",
            atomic_load(&m->held_bytes));
     METRIC("auth_ok_total", "counter", "Broker-accepted logins.", atomic_load(&m->auth_ok));
@@ -499,6 +516,10 @@ static void do_upgrade(struct sg_conn *c, const struct sg_ws_hs_result *res, siz
     uint64_t now = sg_now_ms();
     if (c->s->cfg->ping_interval_ms > 0) c->dl_ping = now + (uint64_t)c->s->cfg->ping_interval_ms;
     c->ws_counted = 1;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    atomic_fetch_add_explicit(&c->w->out_bytes, (long)evbuffer_get_length(out),
+                              memory_order_relaxed);
+    c->out_cb = evbuffer_add_cb(out, out_cb, c);
     atomic_fetch_add_explicit(&c->s->m.ws_open, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->s->m.ws_upgrades, 1, memory_order_relaxed);
     /* until the STOMP session is CONNECTED a message holds at most a
@@ -811,6 +832,12 @@ static void conn_free(struct sg_conn *c)
     if (c->ip_counted) sg_ip_release(s, c->ip);
     atomic_fetch_sub(&s->m.conns_open, 1);
     event_free(c->timer);
+    if (c->out_cb) {
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        evbuffer_remove_cb_entry(out, c->out_cb);
+        atomic_fetch_sub_explicit(&w->out_bytes, (long)evbuffer_get_length(out),
+                                  memory_order_relaxed);
+    }
     bufferevent_free(c->bev);
     sg_log_sess(SG_LOG_DEBUG, c->id, "closed");
     free(c);

@@ -10,6 +10,8 @@
 #include "ws_frame.h"
 
 #include <event2/event.h>
+#include <malloc.h>
+#include <stdatomic.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,10 +263,44 @@ static void rlink_free(struct rlink *rl)
     free(rl);
 }
 
-/* Held SENDs that waited too long get their ERROR. */
+static size_t out_bytes(const struct sg_relay *r)
+{
+    long n = r->env.out_bytes ? atomic_load_explicit(r->env.out_bytes, memory_order_relaxed) : 0;
+    return n > 0 ? (size_t)n : 0;
+}
+
+int sg_relay_pressure(const struct sg_relay *r)
+{
+    size_t share = r->env.memory_share;
+    if (!share) return 0;
+    size_t used = r->held_bytes + out_bytes(r);
+    return used > share ? 2 : used > share / 2 ? 1 : 0;
+}
+
+/* glibc keeps freed memory for reuse; after a burst that buffered a lot,
+ * give it back once the buffers are empty again (RSS returns near idle) */
+static atomic_long trim_peak;
+
+static void maybe_trim(struct sg_relay *r)
+{
+    long used = (long)(r->held_bytes + out_bytes(r));
+    long peak = atomic_load_explicit(&trim_peak, memory_order_relaxed);
+    if (used > peak) {
+        atomic_store_explicit(&trim_peak, used, memory_order_relaxed);
+    } else if (peak > (8L << 20) && used < (1L << 20) &&
+               atomic_compare_exchange_strong(&trim_peak, &peak, 0)) {
+        malloc_trim(0);
+    }
+}
+
+/* Every 250 ms: held SENDs that waited too long get their ERROR; upstreams
+ * are acked once the pressure is gone; memory goes back after a burst. */
 static void hold_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-    sg_pub_hold_timeouts(arg);
+    struct sg_relay *r = arg;
+    sg_pub_hold_timeouts(r);
+    sg_fanout_ack_all(r);
+    maybe_trim(r);
 }
 
 /* ---- public API */

@@ -54,12 +54,45 @@ void sg_fanout_setup(struct topic *t)
                         SG_WS_CLOSE_TRY_AGAIN);
         return;
     }
-    amqp_queue_declare_t d = {0, B(t->qname), 0, 0, 1, 1, 0, amqp_empty_table};
+    /* The upstream is consumed with acks and a prefetch window, so that when
+     * this worker falls behind (sg_relay_pressure) it stops acking and the
+     * broker keeps what follows - at most upstream_max_length messages, the
+     * oldest dropped first: the broker conflates, not our memory. */
+    const struct sg_gw_config *cfg = t->rl->r->env.cfg;
+    amqp_table_entry_t args[2];
+    args[0].key = B("x-max-length");
+    args[0].value.kind = AMQP_FIELD_KIND_I64;
+    args[0].value.value.i64 = (int64_t)cfg->upstream_max_length;
+    args[1].key = B("x-overflow");
+    args[1].value.kind = AMQP_FIELD_KIND_UTF8;
+    args[1].value.value.bytes = B("drop-head");
+    amqp_table_t at = {2, args};
+    amqp_queue_declare_t d = {0, B(t->qname), 0, 0, 1, 1, 0, at};
     amqp_queue_bind_t b = {0, B(t->qname), B(t->exchange), B(t->rkey), 0, amqp_empty_table};
-    amqp_basic_consume_t c = {0, B(t->qname), B(t->qname), 0, 1, 1, 0, amqp_empty_table};
+    amqp_basic_qos_t q = {0, (uint16_t)cfg->upstream_prefetch, 0};
+    amqp_basic_consume_t c = {0, B(t->qname), B(t->qname), 0, 0, 1, 0, amqp_empty_table};
+    t->last_tag = t->acked_tag = 0;
     sg_link_send(t->ch, AMQP_QUEUE_DECLARE_METHOD, &d);
     sg_link_send(t->ch, AMQP_QUEUE_BIND_METHOD, &b);
+    sg_link_send(t->ch, AMQP_BASIC_QOS_METHOD, &q);
     sg_link_send(t->ch, AMQP_BASIC_CONSUME_METHOD, &c);
+}
+
+static void topic_ack(struct topic *t)
+{
+    if (!t->ch || t->last_tag <= t->acked_tag) return;
+    amqp_basic_ack_t a = {t->last_tag, 1};
+    if (sg_link_send(t->ch, AMQP_BASIC_ACK_METHOD, &a) == SG_OK) t->acked_tag = t->last_tag;
+}
+
+void sg_fanout_ack_all(struct sg_relay *r)
+{
+    if (sg_relay_pressure(r)) return;
+    struct rlink *rl;
+    struct topic *t;
+    LIST_FOREACH(rl, &r->links, next)
+    LIST_FOREACH(t, &rl->topics, next)
+    topic_ack(t);
 }
 
 int sg_fanout_subscribe(struct sg_relay_sess *rs, struct sub *s, const char *receipt,
@@ -139,9 +172,13 @@ void sg_fanout_free_all(struct rlink *rl)
 
 /* ---- channel callbacks */
 
+#define ACK_BATCH 64            /* upstream deliveries per cumulative ack */
+#define SKIP_BEHIND (64 * 1024) /* "behind", for skipping under memory pressure */
+
 static void on_delivery(struct sg_link_chan *ch, void *owner, const struct sg_link_delivery *d)
 {
     struct topic *t = owner;
+    long skipped = 0;
     struct sg_relay *r = t->rl->r;
     struct evbuffer *sh[3] = {NULL, NULL, NULL}; /* one encoding per STOMP version */
     int text[3] = {0, 0, 0};
@@ -152,12 +189,19 @@ static void on_delivery(struct sg_link_chan *ch, void *owner, const struct sg_li
              (unsigned long long)d->tag);
     sg_msg_destination(d->exchange, d->routing_key, dest, sizeof dest);
     size_t bl = evbuffer_get_length(d->body);
+    int pressure = sg_relay_pressure(r);
     struct sub *s;
     LIST_FOREACH(s, &t->subs, tnext)
     {
         struct sg_relay_sess *rs = s->rs;
         void *c = rs->client;
         if (rs->failing || !rs->ops->is_open(c)) continue;
+        if (pressure > 1 && rs->ops->outlen(c) > SKIP_BEHIND) {
+            /* over the worker's memory share: a subscriber that is behind
+             * misses this one rather than grow the daemon */
+            skipped++;
+            continue;
+        }
         int v = rs->ops->version(c);
         int vi = v >= 12 ? 2 : v == 11 ? 1 : 0;
         if (!sh[vi]) {
@@ -186,6 +230,12 @@ static void on_delivery(struct sg_link_chan *ch, void *owner, const struct sg_li
     }
     for (int i = 0; i < 3; i++)
         if (sh[i]) evbuffer_free(sh[i]);
+    if (skipped && r->env.metrics)
+        atomic_fetch_add_explicit(&r->env.metrics->dropped, skipped, memory_order_relaxed);
+    /* acked in batches while the worker keeps up; under pressure not at
+     * all, so the broker stops at the prefetch window and keeps the rest */
+    t->last_tag = d->tag;
+    if (!pressure && t->last_tag - t->acked_tag >= ACK_BATCH) topic_ack(t);
     /* slow consumers are dropped after the loop: ending a session edits the
      * subscriber list we were walking */
     if (slow.n && r->env.metrics)

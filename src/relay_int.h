@@ -84,6 +84,7 @@ struct topic {
     struct sg_link_chan *ch;
     struct sub_list subs;
     int ready;
+    uint64_t last_tag, acked_tag; /* deliveries are acked in batches (prefetch) */
 };
 
 /* One step that must precede the SENDs waiting on it, done one at a time on
@@ -190,6 +191,12 @@ void sg_victims_release(struct victims *v);
 /* Opens rl->plink (the publishing connection). SG_OK or SG_ENOMEM. */
 int sg_rlink_open_publisher(struct rlink *rl);
 
+/* Memory pressure of the worker (buffered output + held SENDs against its
+ * share of memory_max): 0 none, 1 over half the share (upstreams stop
+ * being acked, so the broker keeps what follows), 2 over the share (fan-out
+ * skips subscribers that are behind). */
+int sg_relay_pressure(const struct sg_relay *r);
+
 /* ---- relay_sub.c */
 extern const struct sg_link_chan_ops sg_sub_chan_ops;
 void sg_sub_setup(struct sub *s);
@@ -213,6 +220,8 @@ int sg_fanout_subscribe(struct sg_relay_sess *rs, struct sub *s, const char *rec
 void sg_fanout_remove(struct topic *t, struct sub *s);
 void sg_fanout_setup(struct topic *t);
 void sg_fanout_free_all(struct rlink *rl);
+/* Acks what the upstreams delivered, unless the worker is under pressure. */
+void sg_fanout_ack_all(struct sg_relay *r);
 
 /* ---- relay_publish.c */
 int sg_pub_send(struct sg_relay_sess *rs, const struct sg_action *a, const char **errmsg);

@@ -278,6 +278,15 @@ static void hup_cb(evutil_socket_t sig, short what, void *arg)
     sg_log(SG_LOG_WARN, "SIGHUP: configuration reload is not supported yet; ignored");
 }
 
+/* memory_max, or a quarter of the machine's RAM when it is 0 */
+static size_t memory_budget(const struct sg_gw_config *cfg)
+{
+    if (cfg->memory_max > 0) return (size_t)cfg->memory_max;
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || psz <= 0) return (size_t)1 << 30;
+    return (size_t)pages * (size_t)psz / 4;
+}
+
 static void build_session_config(struct sg_server *s)
 {
     const struct sg_gw_config *c = s->cfg;
@@ -356,6 +365,8 @@ int sg_server_run(struct sg_gw_config *cfg)
             .auth_target = w,
             .metrics = &s->m,
             .worker_id = i,
+            .out_bytes = &w->out_bytes,
+            .memory_share = memory_budget(cfg) / (size_t)s->nworkers,
             .flush = sg_conn_flush_pending,
             .flush_arg = w,
         };

@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -42,7 +43,7 @@
 /* ------------------------------------------------------------------ */
 /* the fake client */
 
-#define FC_MAX 64
+#define FC_MAX 512
 
 struct fail_rec {
     char msg[512];
@@ -193,6 +194,7 @@ static struct {
     struct sg_relay *r;
     struct fc *clients[16];
     int nclients;
+    atomic_long out; /* the worker's buffered output, as conn.c would count it */
 } T;
 
 /* Builds the relay with the option table's defaults plus opts
@@ -214,6 +216,8 @@ static void start(const char *const *opts)
     T.env.base = T.base;
     T.env.cfg = &T.cfg;
     T.env.worker_id = 0;
+    T.env.out_bytes = &T.out;
+    T.env.memory_share = 1 << 20; /* pressure 1 above 512 KiB, 2 above 1 MiB */
     T.r = sg_relay_new(&T.env);
     assert_non_null(T.r);
     T.started = 1;
@@ -1362,6 +1366,60 @@ static void test_auto_ack_held_while_behind(void **state)
 
 /* Two /topic subscriptions share one upstream; a delivery is written to
  * both; a client over output_buffer_max afterwards is dropped (1008). */
+/* A shared upstream is acked in batches while the worker keeps up; under
+ * memory pressure it is not acked (the broker stops at the prefetch window
+ * and keeps the rest, conflating), and over the worker's share a
+ * subscriber that is behind misses deliveries while the others get them. */
+static void test_upstream_acks_and_pressure(void **state)
+{
+    (void)state;
+    start(NULL);
+    struct fc *a = client("alice"), *b = client("alice");
+    struct sg_link *l = a->link;
+    up(l);
+    size_t m = fl_nrec(l);
+    assert_int_equal(subscribe(a, "/topic/p", "a1", NULL, SG_ACK_AUTO), SG_AGAIN);
+    uint16_t tch = get(l, m, 0, AMQP_CHANNEL_OPEN_METHOD).ch;
+    struct fl_rec cons = get(l, m, tch, AMQP_BASIC_CONSUME_METHOD);
+    fl_consume_ok(l, tch, cons.ctag);
+    assert_int_equal(subscribe(b, "/topic/p", "b1", NULL, SG_ACK_AUTO), SG_OK);
+    uint64_t tag = 0;
+    size_t m1 = fl_nrec(l);
+    for (int i = 0; i < 63; i++)
+        fl_deliver(l, tch, ++tag, 0, "amq.topic", "p", NULL, "x", 1);
+    assert_int_equal(fl_count(l, m1, tch, AMQP_BASIC_ACK_METHOD), 0);
+    fl_deliver(l, tch, ++tag, 0, "amq.topic", "p", NULL, "x", 1);
+    assert_int_equal(fl_count(l, m1, tch, AMQP_BASIC_ACK_METHOD), 1);
+    struct fl_rec ack = get(l, m1, tch, AMQP_BASIC_ACK_METHOD);
+    assert_int_equal(ack.tag, 64);
+    assert_int_equal(ack.multiple, 1);
+
+    /* pressure 1: delivered, but not acked */
+    atomic_store(&T.out, 600 * 1024);
+    size_t m2 = fl_nrec(l);
+    for (int i = 0; i < 100; i++)
+        fl_deliver(l, tch, ++tag, 0, "amq.topic", "p", NULL, "y", 1);
+    assert_int_equal(fl_count(l, m2, tch, AMQP_BASIC_ACK_METHOD), 0);
+    assert_int_equal(a->nwrites, 164);
+    assert_int_equal(b->nwrites, 164);
+
+    /* pressure 2: a is behind and misses one; b is not and gets it */
+    atomic_store(&T.out, 2 * 1024 * 1024);
+    a->outlen = 100 * 1024;
+    fl_deliver(l, tch, ++tag, 0, "amq.topic", "p", NULL, "z", 1);
+    assert_int_equal(a->nwrites, 164);
+    assert_int_equal(b->nwrites, 165);
+    assert_int_equal(fl_count(l, m2, tch, AMQP_BASIC_ACK_METHOD), 0);
+
+    /* the pressure is gone: the next delivery acks everything so far */
+    atomic_store(&T.out, 0);
+    a->outlen = 0;
+    fl_deliver(l, tch, ++tag, 0, "amq.topic", "p", NULL, "w", 1);
+    assert_int_equal(fl_count(l, m2, tch, AMQP_BASIC_ACK_METHOD), 1);
+    assert_int_equal(get(l, m2, tch, AMQP_BASIC_ACK_METHOD).tag, tag);
+    assert_int_equal(a->nwrites, 165);
+}
+
 static void test_topic_fanout(void **state)
 {
     (void)state;
@@ -1379,8 +1437,13 @@ static void test_topic_fanout(void **state)
     assert_string_equal(bind.exchange, "amq.topic");
     assert_string_equal(bind.rkey, "prices");
     assert_string_equal(bind.queue, d.queue);
+    /* the broker keeps at most upstream_max_length for us, oldest dropped */
+    assert_int_equal(d.nargs, 2);
+    /* consumed with acks and a prefetch window (backpressure to the broker) */
+    struct fl_rec qos = get(l, m, tch, AMQP_BASIC_QOS_METHOD);
+    assert_int_equal(qos.prefetch, 1000);
     struct fl_rec cons = get(l, m, tch, AMQP_BASIC_CONSUME_METHOD);
-    assert_int_equal(cons.no_ack, 1);
+    assert_int_equal(cons.no_ack, 0);
     size_t m2 = fl_nrec(l);
     assert_int_equal(subscribe(b, "/topic/prices", "b1", "rb", SG_ACK_AUTO), SG_AGAIN);
     assert_int_equal(fl_nrec(l), m2); /* shares the upstream: nothing sent */
@@ -2294,6 +2357,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_prefetch_and_throttle, teardown),
         cmocka_unit_test_teardown(test_auto_ack_held_while_behind, teardown),
         cmocka_unit_test_teardown(test_topic_fanout, teardown),
+        cmocka_unit_test_teardown(test_upstream_acks_and_pressure, teardown),
         cmocka_unit_test_teardown(test_transaction, teardown),
         cmocka_unit_test_teardown(test_transaction_refused_send, teardown),
         cmocka_unit_test_teardown(test_nack_and_refused, teardown),
