@@ -36,6 +36,7 @@
 #define READ_HWM_SLACK 65536 /* bound on unprocessed input: max_message + this */
 #define OUT_HWM (256 * 1024) /* stop reading a peer we cannot write to */
 #define LINGER_MS 2000
+#define COPY_SHARED_MAX 8192 /* shared MESSAGE parts up to this are copied */
 
 enum cstate {
     CS_HTTP,       /* waiting for the request head */
@@ -884,8 +885,19 @@ static void rop_write(void *client, const void *head, size_t head_len, struct ev
     struct evbuffer *out = bufferevent_get_output(c->bev);
     evbuffer_add(out, hdr, hl);
     if (head_len) evbuffer_add(out, head, head_len);
-    /* the shared part is referenced, not copied: one encoding per delivery */
-    if (shared) evbuffer_add_buffer_reference(out, shared);
+    /* A large shared part is referenced, not copied: one encoding per
+     * delivery. A small one is copied: a reference costs a chain of its own
+     * (~100 bytes) and makes the next head start a fresh 1 KiB chain, so
+     * for small messages a reference would cost several times the message
+     * and the buffered byte count would not be what the memory holds;
+     * copied, consecutive small messages pack into full chains. */
+    if (shared) {
+        size_t sl = evbuffer_get_length(shared);
+        if (sl <= COPY_SHARED_MAX)
+            evbuffer_add(out, evbuffer_pullup(shared, -1), sl);
+        else
+            evbuffer_add_buffer_reference(out, shared);
+    }
     atomic_fetch_add_explicit(&c->s->m.bytes_out, (long)(hl + n), memory_order_relaxed);
     atomic_fetch_add_explicit(&c->s->m.ws_msgs_out, 1, memory_order_relaxed);
     if (c->sess) sg_stomp_session_on_sent(c->sess, sg_now_ms());
