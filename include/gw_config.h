@@ -31,8 +31,10 @@ struct sg_gw_config {
     long long max_subscriptions;
     long long max_tx, max_tx_bytes; /* transactions per session, bytes held per transaction */
     long long output_buffer_max;
-    long long memory_max;          /* process-wide budget for buffered data; 0 = 1/4 of RAM */
-    long long upstream_prefetch;   /* unacked deliveries per shared topic upstream */
+    char *slow_consumer_policy;         /* "drop" or "close" (topics) */
+    long long slow_consumer_timeout_ms; /* drop: closed when behind this long */
+    long long memory_max;               /* process-wide budget for buffered data; 0 = 1/4 of RAM */
+    long long upstream_prefetch;        /* unacked deliveries per shared topic upstream */
     long long upstream_max_length; /* messages the broker keeps per upstream when we are behind */
     long long auth_cache_ms;
     long long auth_queue_max;       /* client logins pending at once (auth.h) */

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #define O(name, type, def, min, max, help)                                                         \
@@ -60,6 +61,11 @@ const struct sg_opt sg_gw_options[] = {
     O(max_tx, SG_OPT_INT, "16", 1, 1000000, "open transactions per session"),
     O(max_tx_bytes, SG_OPT_SIZE, "4M", 1024, 1073741824.0, "bytes held per transaction"),
     O(output_buffer_max, SG_OPT_SIZE, "4M", 65536, 1073741824.0, "per-session output bound"),
+    O(slow_consumer_policy, SG_OPT_STR, "drop", 0, 0,
+      "topics: drop (skip messages while half output_buffer_max behind, close after "
+      "slow_consumer_timeout_ms) or close (ERROR 1008 once over output_buffer_max)"),
+    O(slow_consumer_timeout_ms, SG_OPT_INT, "10000", 10, MS,
+      "drop policy: a subscriber behind this long is closed with ERROR 1008"),
     O(memory_max, SG_OPT_SIZE, "0", 0, 1099511627776.0,
       "budget for buffered output and held SENDs, all workers; 0 = a quarter of RAM"),
     O(upstream_prefetch, SG_OPT_INT, "1000", 1, 65535,
@@ -117,6 +123,12 @@ int sg_gw_config_check(const void *cfg, FILE *err)
     }
     if (c->heartbeat_min_ms > c->heartbeat_max_ms) {
         fprintf(err, "config: heartbeat_min_ms: greater than heartbeat_max_ms\n");
+        errors++;
+    }
+    if (strcmp(c->slow_consumer_policy, "drop") != 0 &&
+        strcmp(c->slow_consumer_policy, "close") != 0) {
+        fprintf(err, "config: slow_consumer_policy: must be drop or close (got \"%s\")\n",
+                c->slow_consumer_policy);
         errors++;
     }
     if (!c->ws_paths || !c->ws_paths[0]) {

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "msg_encode.h"
+#include "util.h"
 #include "ws_frame.h"
 
 #include <event2/buffer.h>
@@ -87,9 +88,31 @@ static void topic_ack(struct topic *t)
 
 void sg_fanout_ack_all(struct sg_relay *r)
 {
-    if (sg_relay_pressure(r)) return;
+    /* a subscriber that stays behind is closed even when no delivery comes
+     * to notice it (the upstream may be paused) */
+    const struct sg_gw_config *cfg = r->env.cfg;
+    uint64_t now = sg_now_ms(), timeout = (uint64_t)cfg->slow_consumer_timeout_ms;
+    size_t half = (size_t)cfg->output_buffer_max / 2;
+    struct victims slow = {0};
     struct rlink *rl;
     struct topic *t;
+    struct sub *s;
+    LIST_FOREACH(rl, &r->links, next)
+    LIST_FOREACH(t, &rl->topics, next)
+    LIST_FOREACH(s, &t->subs, tnext)
+    {
+        if (!s->behind_since) continue;
+        if (s->rs->ops->outlen(s->rs->client) <= half)
+            s->behind_since = 0;
+        else if (now - s->behind_since >= timeout)
+            sg_victims_add(&slow, s->rs);
+    }
+    if (slow.n && r->env.metrics)
+        atomic_fetch_add_explicit(&r->env.metrics->slow_consumers, (long)slow.n,
+                                  memory_order_relaxed);
+    sg_victims_fail(&slow, "slow consumer: behind for longer than slow_consumer_timeout_ms",
+                    SG_WS_CLOSE_POLICY);
+    if (sg_relay_pressure(r)) return;
     LIST_FOREACH(rl, &r->links, next)
     LIST_FOREACH(t, &rl->topics, next)
     topic_ack(t);
@@ -184,7 +207,10 @@ static void on_delivery(struct sg_link_chan *ch, void *owner, const struct sg_li
     int text[3] = {0, 0, 0};
     char mid[64], dest[600];
     struct victims slow = {0};
-    size_t max = (size_t)r->env.cfg->output_buffer_max;
+    const struct sg_gw_config *cfg = r->env.cfg;
+    size_t max = (size_t)cfg->output_buffer_max;
+    int drop = strcmp(cfg->slow_consumer_policy, "close") != 0;
+    uint64_t now = drop ? sg_now_ms() : 0, timeout = (uint64_t)cfg->slow_consumer_timeout_ms;
     snprintf(mid, sizeof mid, "%u.%u.%llu", sg_link_gen(t->rl->link), sg_link_chan_id(ch),
              (unsigned long long)d->tag);
     sg_msg_destination(d->exchange, d->routing_key, dest, sizeof dest);
@@ -196,12 +222,26 @@ static void on_delivery(struct sg_link_chan *ch, void *owner, const struct sg_li
         struct sg_relay_sess *rs = s->rs;
         void *c = rs->client;
         if (rs->failing || !rs->ops->is_open(c)) continue;
-        if (pressure > 1 && rs->ops->outlen(c) > SKIP_BEHIND) {
+        size_t before = rs->ops->outlen(c);
+        if (pressure > 1 && before > SKIP_BEHIND) {
             /* over the worker's memory share: a subscriber that is behind
              * misses this one rather than grow the daemon */
             skipped++;
             continue;
         }
+        if (drop && before > max / 2) {
+            /* the drop policy: a subscriber half its bound behind misses
+             * messages (counted) until it catches up, and is closed if it
+             * stays behind for slow_consumer_timeout_ms; the others are
+             * not slowed */
+            if (!s->behind_since) s->behind_since = now ? now : 1;
+            if (now - s->behind_since >= timeout)
+                sg_victims_add(&slow, rs);
+            else
+                skipped++;
+            continue;
+        }
+        s->behind_since = 0;
         int v = rs->ops->version(c);
         int vi = v >= 12 ? 2 : v == 11 ? 1 : 0;
         if (!sh[vi]) {
@@ -222,9 +262,8 @@ static void on_delivery(struct sg_link_chan *ch, void *owner, const struct sg_li
         struct sg_buf *hb = &r->head;
         sg_buf_clear(hb);
         if (sg_msg_encode_head(hb, v, s->id, NULL) != SG_OK) continue;
-        /* slow: already more than the bound behind before this message (a
-         * single message larger than the bound is not a slow consumer) */
-        size_t before = rs->ops->outlen(c);
+        /* slow (close policy): already more than the bound behind before
+         * this message (one message larger than the bound is not slow) */
         rs->ops->write(c, hb->data, hb->len, sh[vi], text[vi] && sg_utf8_valid(hb->data, hb->len));
         if (before > max) sg_victims_add(&slow, rs);
     }
@@ -241,7 +280,10 @@ static void on_delivery(struct sg_link_chan *ch, void *owner, const struct sg_li
     if (slow.n && r->env.metrics)
         atomic_fetch_add_explicit(&r->env.metrics->slow_consumers, (long)slow.n,
                                   memory_order_relaxed);
-    sg_victims_fail(&slow, "slow consumer: output buffer limit exceeded", SG_WS_CLOSE_POLICY);
+    sg_victims_fail(&slow,
+                    drop ? "slow consumer: behind for longer than slow_consumer_timeout_ms"
+                         : "slow consumer: output buffer limit exceeded",
+                    SG_WS_CLOSE_POLICY);
 }
 
 static void on_reply(struct sg_link_chan *ch, void *owner, amqp_method_number_t id, void *m)

@@ -70,6 +70,7 @@ struct sub {
     uint64_t *tags; /* outstanding delivery tags (client modes), ascending */
     size_t ntags, captags;
     uint64_t held_ack;       /* internal ack held back while the client is behind */
+    uint64_t behind_since;   /* fan-out, drop policy: when it fell half a bound behind */
     struct pub_list waiting; /* SENDs naming this temp queue, waiting for it */
 };
 

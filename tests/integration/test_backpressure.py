@@ -47,8 +47,12 @@ def test_slow_queue_consumer_is_throttled_by_prefetch(stompgate, broker):
     assert wait_for(lambda: queue_depth(broker, q) == 0, scaled(10))
 
 
-def test_slow_topic_subscriber_is_dropped(stompgate, broker):
-    gw = stompgate(workers=1, output_buffer_max="64K")
+@pytest.mark.parametrize("policy", ["close", "drop"])
+def test_slow_topic_subscriber_is_dropped(stompgate, broker, policy):
+    # close: ERROR once over output_buffer_max; drop (the default): it misses messages
+    # while half the bound behind and is closed once behind for slow_consumer_timeout_ms
+    gw = stompgate(workers=1, output_buffer_max="64K", slow_consumer_policy=policy,
+                   slow_consumer_timeout_ms=500)
     key = f"slowtopic.{uuid.uuid4().hex[:8]}"
     slow, fast = connected_client(gw, broker), connected_client(gw, broker)
     for c in (slow, fast):
@@ -73,6 +77,8 @@ def test_slow_topic_subscriber_is_dropped(stompgate, broker):
     assert frames < n
     status_metrics = __import__("sgtest").http_get(gw, "/metrics")
     assert b"stompgate_slow_consumers_total 1" in status_metrics[2]
+    if policy == "drop":
+        assert b"stompgate_dropped_messages_total 0" not in status_metrics[2]
 
 
 def test_blocked_broker_holds_sends_until_unblocked(stompgate, broker):

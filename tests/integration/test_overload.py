@@ -77,8 +77,11 @@ class Reader(threading.Thread):
 
 
 def test_flood_beyond_capacity_keeps_delivering_within_memory_max(stompgate, broker):
-    budget = 64 * MiB
-    gw = stompgate(workers=1, memory_max=budget, output_buffer_max=4 * MiB)
+    # the per-session bounds alone would let 11 subscribers hold 11 x 2 MiB: the budget
+    # (16 MiB) is what binds
+    budget = 16 * MiB
+    gw = stompgate(workers=1, memory_max=budget, output_buffer_max="4M",
+                   slow_consumer_timeout_ms=3000)
     key = f"flood.{os.getpid()}.{time.monotonic_ns()}"
     readers = []
     for i in range(10):
@@ -109,6 +112,7 @@ def test_flood_beyond_capacity_keeps_delivering_within_memory_max(stompgate, bro
     assert pub.returncode == 0, err
     offered = int(out.strip())
     assert offered > 20000, f"the publisher managed only {offered} messages"
+
     delivered = [s[0] for s in samples]
     # every second somebody got messages: no stall
     gains = [b - a for a, b in zip([0] + delivered, delivered)]
@@ -117,14 +121,25 @@ def test_flood_beyond_capacity_keeps_delivering_within_memory_max(stompgate, bro
     # RSS no more than the budget above where it started
     peak_rss = max(s[1] for s in samples)
     peak_buf = max(s[2] for s in samples)
-    assert peak_buf <= budget + 8 * MiB, f"buffered {peak_buf} > {budget}: {samples}"
-    assert peak_rss - rss0 <= budget // 1024 + 16 * 1024, f"RSS {rss0} -> {samples}"
-    # the one that never read: closed as a slow consumer (1008), the others unaffected
-    try:
-        f, code = stuck.expect_error_and_close(timeout=5)
-        assert "slow consumer" in f["message"] and code == 1008, (f, code)
-    except websocket.WebSocketTimeoutException:
-        raise AssertionError("a subscriber that never reads was never dealt with")
+    assert peak_buf <= budget + 4 * MiB, f"buffered {peak_buf} > {budget}: {samples}"
+    assert peak_rss - rss0 <= budget // 1024 + 24 * 1024, f"RSS {rss0} -> {samples}"
+    # the one that never read: closed as a slow consumer (ERROR, 1008; it may not get to
+    # read them: the close is queued behind what its socket already holds), the others
+    # unaffected
+    metrics = http_get(gw, "/metrics")[2].decode()
+    assert re.search(r"^stompgate_slow_consumers_total 1$", metrics, re.M), metrics
+    assert not re.search(r"^stompgate_dropped_messages_total 0$", metrics, re.M), metrics
+    err, ended, deadline = None, False, time.monotonic() + scaled(30)
+    while time.monotonic() < deadline:
+        try:
+            f = stuck.recv(timeout=5)
+        except (Closed, OSError, websocket.WebSocketException):
+            ended = True
+            break
+        if f.command == "ERROR":
+            err = f
+    assert ended, "the stuck subscriber's connection was not closed"
+    assert err is None or "slow consumer" in err["message"], err
     assert all(r.closed is None for r in readers), [r.closed for r in readers]
     # after the flood, once the clients leave, the memory goes back
     for r in readers:

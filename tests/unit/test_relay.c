@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <event2/buffer.h>
@@ -1420,10 +1421,52 @@ static void test_upstream_acks_and_pressure(void **state)
     assert_int_equal(a->nwrites, 165);
 }
 
+/* The default slow-consumer policy for topics, drop: a subscriber half its
+ * bound behind misses messages (the others do not), receives again once it
+ * caught up, and is closed with 1008 when it stays behind for
+ * slow_consumer_timeout_ms - also when no delivery comes to notice it. */
+static void test_topic_drop_policy(void **state)
+{
+    (void)state;
+    start((const char *[]){"--slow-consumer-timeout-ms=50", NULL});
+    struct fc *a = client("alice"), *b = client("alice");
+    struct sg_link *l = a->link;
+    up(l);
+    size_t m = fl_nrec(l);
+    assert_int_equal(subscribe(a, "/topic/p", "a1", NULL, SG_ACK_AUTO), SG_AGAIN);
+    uint16_t tch = get(l, m, 0, AMQP_CHANNEL_OPEN_METHOD).ch;
+    fl_consume_ok(l, tch, get(l, m, tch, AMQP_BASIC_CONSUME_METHOD).ctag);
+    assert_int_equal(subscribe(b, "/topic/p", "b1", NULL, SG_ACK_AUTO), SG_OK);
+    uint64_t tag = 0;
+    fl_deliver(l, tch, ++tag, 0, "amq.topic", "p", NULL, "1", 1);
+    b->outlen = (size_t)T.cfg.output_buffer_max / 2 + 1; /* behind */
+    fl_deliver(l, tch, ++tag, 0, "amq.topic", "p", NULL, "2", 1);
+    fl_deliver(l, tch, ++tag, 0, "amq.topic", "p", NULL, "3", 1);
+    assert_int_equal(a->nwrites, 3);
+    assert_int_equal(b->nwrites, 1); /* missed 2 and 3, not closed */
+    assert_no_fail(b);
+    b->outlen = 0; /* caught up */
+    fl_deliver(l, tch, ++tag, 0, "amq.topic", "p", NULL, "4", 1);
+    assert_int_equal(b->nwrites, 2);
+    assert_msg(b, 1, "(body)", "4");
+    /* behind again, and for longer than the timeout: closed by the timer */
+    b->outlen = (size_t)T.cfg.output_buffer_max / 2 + 1;
+    fl_deliver(l, tch, ++tag, 0, "amq.topic", "p", NULL, "5", 1);
+    assert_no_fail(b);
+    usleep(80 * 1000);
+    struct timeval tv = {0, 300 * 1000};
+    event_base_loopexit(T.base, &tv);
+    event_base_dispatch(T.base); /* the relay's 250 ms timer runs */
+    assert_failed(b, NULL, "slow consumer", SG_WS_CLOSE_POLICY);
+    assert_no_fail(a);
+    fl_deliver(l, tch, ++tag, 0, "amq.topic", "p", NULL, "6", 1);
+    assert_int_equal(a->nwrites, 6);
+}
+
 static void test_topic_fanout(void **state)
 {
     (void)state;
-    start(NULL);
+    start((const char *[]){"--slow-consumer-policy=close", NULL});
     struct fc *a = client("alice"), *b = client_v("alice", 10);
     struct sg_link *l = a->link;
     up(l);
@@ -2357,6 +2400,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_prefetch_and_throttle, teardown),
         cmocka_unit_test_teardown(test_auto_ack_held_while_behind, teardown),
         cmocka_unit_test_teardown(test_topic_fanout, teardown),
+        cmocka_unit_test_teardown(test_topic_drop_policy, teardown),
         cmocka_unit_test_teardown(test_upstream_acks_and_pressure, teardown),
         cmocka_unit_test_teardown(test_transaction, teardown),
         cmocka_unit_test_teardown(test_transaction_refused_send, teardown),
