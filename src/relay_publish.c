@@ -394,11 +394,7 @@ static const char *check_send(struct sg_relay_sess *rs, const struct sg_stomp_fr
 int sg_pub_send(struct sg_relay_sess *rs, const struct sg_action *a, const char **errmsg)
 {
     struct rlink *rl = rs->rl;
-    if (!rl->plink && sg_rlink_open_publisher(rl) != SG_OK) {
-        *errmsg = "out of memory";
-        return SG_ENOMEM;
-    }
-    struct sg_link *l = rl->plink;
+    struct sg_link *l = NULL;
     size_t cap;
     char *eb = sg_relay_errbuf_w(&cap);
     struct sg_route rt;
@@ -418,8 +414,9 @@ int sg_pub_send(struct sg_relay_sess *rs, const struct sg_action *a, const char 
     {
         /* validate the properties now (priority, timestamp, sizes) */
         amqp_basic_properties_t props;
-        int mrc = sg_map_send_to_props(a->frame, sg_link_pool(l), &props, &why);
-        empty_amqp_pool(sg_link_pool(l));
+        amqp_pool_t *pool = sg_link_pool(rl->link);
+        int mrc = sg_map_send_to_props(a->frame, pool, &props, &why);
+        empty_amqp_pool(pool);
         if (mrc != SG_OK) {
             snprintf(eb, cap, "invalid SEND: %s", why ? why : sg_strerror(mrc));
             why = eb;
@@ -452,6 +449,13 @@ int sg_pub_send(struct sg_relay_sess *rs, const struct sg_action *a, const char 
             goto refuse;
         }
     }
+    /* a valid SEND: the login's publishing connection, opened now if needed */
+    if (!rl->plink && sg_rlink_open_publisher(rl) != SG_OK) {
+        why = "out of memory";
+        rc = SG_ENOMEM;
+        goto refuse;
+    }
+    l = rl->plink;
     int confirm = a->receipt || a->in_commit;
     int ready = sg_link_is_open(l) && !sg_link_is_blocked(l) && rl->pub_ch &&
                 STAILQ_EMPTY(&rl->held) && cache_has(&rl->exchanges, rt.exchange) &&
