@@ -1394,7 +1394,7 @@ static void report_steps(void)
     for (int k = 0; k < g.nsteps; k++) {
         struct step *s = &g.steps[k];
         if (s->state != STEP_COUNTED) break;
-        qsort(s->lat, s->nlat, sizeof *s->lat, cmp_u64);
+        if (s->nlat) qsort(s->lat, s->nlat, sizeof *s->lat, cmp_u64);
         double pub_s = (double)(s->t_pub_end - s->t_start) / 1e9;
         double off_deliv = (double)s->offered * (double)s->subs_start / (double)g.topics;
         printf("%s{\"rate\":%.1f,\"offered_deliveries_per_s\":%.0f,\"start_s\":%.3f,"
@@ -1427,7 +1427,7 @@ static void report_steps(void)
 
 static void report(const char *stopped_in)
 {
-    qsort(g.lat, g.nlat, sizeof *g.lat, cmp_u64);
+    if (g.nlat) qsort(g.lat, g.nlat, sizeof *g.lat, cmp_u64);
     uint64_t expected = g.expected_final;
     long long sent = g.sent_total;
     if (g.amqp)
