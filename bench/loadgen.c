@@ -1,12 +1,12 @@
 /* loadgen.c - STOMP-over-WebSocket load generator for `make bench`.
  *
- * One process, one thread, epoll, non-blocking sockets. It opens N
- * WebSocket connections (subprotocol v12.stomp) to ws://HOST:PORT/PATH,
- * CONNECTs a STOMP 1.2 session on each, SUBSCRIBEs S of them to
- * /topic/PREFIX.K (with receipts, so the publish phase starts only once
- * every subscription is in place), then P publisher connections SEND M
- * messages of B bytes in total. Each body starts with the send time
- * (CLOCK_MONOTONIC ns), so subscribers measure end-to-end latency.
+ * One process, epoll, non-blocking sockets. It opens N WebSocket
+ * connections (subprotocol v12.stomp) to ws://HOST:PORT/PATH, CONNECTs a
+ * STOMP 1.2 session on each, SUBSCRIBEs S of them to /topic/PREFIX.K (with
+ * receipts, so the publish phase starts only once every subscription is in
+ * place), then P publisher connections SEND M messages of B bytes in total.
+ * Each body starts with the send time (CLOCK_MONOTONIC ns), so subscribers
+ * measure end-to-end latency.
  *
  * Flow control: a publisher sends while its topic has fewer than --window
  * messages in flight (sent minus the average count delivered to the topic's
@@ -14,9 +14,27 @@
  * together). Everything is bounded: it stops after M messages have been
  * delivered to every live subscriber, or at --timeout.
  *
+ * Open-loop AMQP mode (--amqp HOST:PORT, for the overload scenario): the P
+ * publishers are AMQP connections (rabbitmq-c, vhost "/", the --login and
+ * --passcode credentials) that publish straight to amq.topic with routing
+ * key PREFIX.K, the key a /topic/PREFIX.K subscriber binds, so stompgate
+ * and web_stomp get byte-identical offered load from the same broker. They
+ * publish at fixed rates in --steps (messages/s, --step-seconds each), on a
+ * 1 ms tick, and never wait for deliveries. A publisher runs in a thread of
+ * its own because amqp_basic_publish is a blocking write: when the broker
+ * pushes back (credit flow, a resource alarm) only that thread stalls, the
+ * subscribers' event loop keeps reading, and messages more than 100 ms
+ * overdue are counted as offered but not sent rather than sent in a burst
+ * later. Each step is counted on its own (the body carries the step
+ * number): a delivery counts for its step if it arrives before the step's
+ * deadline, which is when every message of the step has arrived or
+ * --step-grace-ms after its publishing ended.
+ *
  * Output: one JSON line on stdout (connect time, delivered messages per
- * second over all subscribers, latency p50/p99/max, errors, and RSS / CPU
- * of the processes given with --pid NAME:PID before and after the run).
+ * second over all subscribers, latency p50/p99/max, errors, deliveries per
+ * second of the publish phase, per-step results in AMQP mode, and RSS / CPU
+ * of the processes given with --pid NAME:PID: before and after the run,
+ * sampled every second, and --settle-ms after every client disconnected).
  *
  * The WebSocket client side is written here (client frames must be masked,
  * server frames are not); STOMP frames are decoded with the project's
@@ -27,14 +45,18 @@
 #include "stomp_frame.h"
 #include "ws_handshake.h"
 
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,8 +105,52 @@ struct conn {
 struct watched {
     char name[32];
     int pid;
-    long rss_before_kb, rss_after_kb;
+    long rss_before_kb, rss_after_kb, rss_peak_kb, rss_leave_kb;
     double cpu_before_s, cpu_after_s;
+    long *rss_kb; /* one sample a second from the start */
+    size_t nrss, rss_cap;
+};
+
+#define MAX_STEPS 64
+#define MAX_AMQP_PUBS 16
+#define PUB_TICK_NS 1000000ull      /* a publisher sends what is due every 1 ms */
+#define PUB_MAX_LAG_NS 100000000ull /* messages overdue by more are offered but not sent */
+#define PUB_BLOCKED_NS 1000000ull   /* a publish call this long means the broker pushed back */
+
+/* One rate step of the AMQP mode. Only the main thread writes it, before it
+ * hands the step to the publishers (g.ctl_step) and after they report it
+ * done (struct amqp_pub.done_step). */
+struct step {
+    double rate; /* offered messages/s, all publishers */
+    enum { STEP_NEW, STEP_PUBLISHING, STEP_DRAINING, STEP_COUNTED } state;
+    uint64_t t_start, t_pub_end, t_deadline;
+    uint64_t offered, sent, missed, blocked_ns;
+    uint64_t expected;  /* sent to each topic x its subscribers at the start */
+    uint64_t delivered; /* deliveries of this step's messages before t_deadline */
+    uint64_t late;      /* and after it */
+    uint64_t during;    /* deliveries of any step received while this one published */
+    int subs_start, subs_closed;
+    uint64_t *topic_sent0; /* the publishers' per-topic counts at the start */
+    int *topic_subs0;
+    uint64_t *lat; /* latencies in ns */
+    size_t nlat, lat_cap;
+    double self_cpu0, main_cpu0, self_cpu, main_cpu;
+    double cpu0[MAX_PIDS], cpu[MAX_PIDS];
+    long rss_peak_kb[MAX_PIDS];
+};
+
+/* An AMQP publisher thread. It owns its rabbitmq-c connection; the main
+ * thread reads the step counts only after done_step says they are final. */
+struct amqp_pub {
+    int idx;
+    pthread_t th;
+    atomic_int ready;     /* 1 logged in, -1 failed (err says why) */
+    atomic_int done_step; /* the last step finished */
+    atomic_int finished;  /* the thread is about to return */
+    atomic_int fd;        /* its socket, so a stuck write can be shut down */
+    uint64_t seq;
+    uint64_t step_sent[MAX_STEPS], step_missed[MAX_STEPS], step_blocked_ns[MAX_STEPS];
+    char err[200];
 };
 
 static struct {
@@ -127,8 +193,28 @@ static struct {
     uint64_t deadline, next_ping;
     int timed_out;
     /* errors */
-    int e_connect, e_handshake, e_stomp_error, e_closed, e_protocol, e_body;
+    int e_connect, e_handshake, e_stomp_error, e_closed, e_protocol, e_body, e_amqp;
     char first_error[256];
+    uint64_t expected_final;
+    /* deliveries per second since the publish phase started */
+    uint64_t *per_sec;
+    size_t nper_sec;
+    uint64_t next_sample; /* RSS */
+    /* AMQP mode */
+    int amqp;
+    char amqp_host[64];
+    int amqp_port;
+    struct amqp_pub apub[MAX_AMQP_PUBS];
+    struct step steps[MAX_STEPS];
+    int nsteps, cur_step;
+    double step_s;
+    int step_grace_ms;
+    double stop_below;
+    int below_run, stopped_early;
+    int subs_lost; /* subscribers the server closed while publishing: a result, not an error */
+    atomic_int ctl_step; /* the step the publishers are to publish */
+    atomic_int ctl_quit;
+    _Atomic uint64_t *amqp_topic_sent;
 } g;
 
 /* ------------------------------------------------------------------ utils */
@@ -220,6 +306,25 @@ static double read_cpu_s(int pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+static double cpu_clock_s(clockid_t id)
+{
+    struct timespec ts;
+    if (clock_gettime(id, &ts) != 0) return -1;
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_until(uint64_t t)
+{
+    struct timespec ts = {(time_t)(t / 1000000000ull), (long)(t % 1000000000ull)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+}
+
+static void note_rss(struct watched *w, long kb)
+{
+    if (kb > w->rss_peak_kb) w->rss_peak_kb = kb;
+}
+
 static void sample_pids(int after)
 {
     for (int i = 0; i < g.npids; i++) {
@@ -227,10 +332,30 @@ static void sample_pids(int after)
         if (after) {
             w->rss_after_kb = read_rss_kb(w->pid);
             w->cpu_after_s = read_cpu_s(w->pid);
+            note_rss(w, w->rss_after_kb);
         } else {
             w->rss_before_kb = read_rss_kb(w->pid);
             w->cpu_before_s = read_cpu_s(w->pid);
+            w->rss_peak_kb = w->rss_before_kb;
         }
+    }
+}
+
+/* the once-a-second RSS sample; a step being published or drained keeps its own peak */
+static void sample_rss_tick(void)
+{
+    struct step *s = g.amqp && g.cur_step < g.nsteps ? &g.steps[g.cur_step] : NULL;
+    if (s && s->state != STEP_PUBLISHING && s->state != STEP_DRAINING) s = NULL;
+    for (int i = 0; i < g.npids; i++) {
+        struct watched *w = &g.pids[i];
+        long kb = read_rss_kb(w->pid);
+        if (w->nrss == w->rss_cap) {
+            w->rss_cap = w->rss_cap ? w->rss_cap * 2 : 256;
+            w->rss_kb = xrealloc(w->rss_kb, w->rss_cap * sizeof *w->rss_kb);
+        }
+        w->rss_kb[w->nrss++] = kb;
+        note_rss(w, kb);
+        if (s && kb > s->rss_peak_kb[i]) s->rss_peak_kb[i] = kb;
     }
 }
 
@@ -345,6 +470,10 @@ static void flush_dirty(void)
 static void conn_kill(struct conn *c, int counted)
 {
     if (c->state == ST_DEAD) return;
+    if (counted && g.amqp && g.phase == PH_PUBLISH && c->role == ROLE_SUB && c->subscribed) {
+        g.subs_lost++;
+        if (g.cur_step < g.nsteps) g.steps[g.cur_step].subs_closed++;
+    }
     if (c->state == ST_NEW || c->state == ST_TCP || c->state == ST_HS || c->state == ST_STOMP) {
         g.inprogress--;
         if (counted) g.setup_failed++;
@@ -489,6 +618,55 @@ static void record_latency(uint64_t ns)
     g.lat[g.nlat++] = ns;
 }
 
+static void step_latency(struct step *s, uint64_t ns)
+{
+    if (s->nlat == s->lat_cap) {
+        s->lat_cap = s->lat_cap ? s->lat_cap * 2 : 65536;
+        s->lat = xrealloc(s->lat, s->lat_cap * sizeof *s->lat);
+    }
+    s->lat[s->nlat++] = ns;
+}
+
+static void count_per_second(uint64_t t)
+{
+    if (!g.t_pub_start || t < g.t_pub_start) return;
+    size_t i = (size_t)((t - g.t_pub_start) / 1000000000ull);
+    if (i >= g.nper_sec) {
+        size_t n = i + 16;
+        g.per_sec = xrealloc(g.per_sec, n * sizeof *g.per_sec);
+        memset(g.per_sec + g.nper_sec, 0, (n - g.nper_sec) * sizeof *g.per_sec);
+        g.nper_sec = n;
+    }
+    g.per_sec[i]++;
+}
+
+/* AMQP mode: a body is "<send ns, 20 digits> <seq, 10 digits> <step, 4 digits> " */
+static void count_step_delivery(struct conn *c, const struct sg_stomp_frame *f, uint64_t t,
+                                uint64_t sent)
+{
+    const char *b = (const char *)f->body;
+    int k = -1;
+    if (f->body_len >= 37 && b[31] == ' ' && b[36] == ' ') {
+        k = 0;
+        for (int i = 32; i < 36; i++)
+            k = b[i] >= '0' && b[i] <= '9' && k >= 0 ? k * 10 + (b[i] - '0') : -1;
+    }
+    if (k < 0 || k >= g.nsteps) {
+        g.e_body++;
+        note_error(c, "MESSAGE body without a step number (%zu bytes)", f->body_len);
+        return;
+    }
+    struct step *s = &g.steps[k];
+    if (s->state == STEP_PUBLISHING || s->state == STEP_DRAINING) {
+        s->delivered++;
+        step_latency(s, t - sent);
+    } else {
+        s->late++;
+    }
+    if (g.cur_step < g.nsteps && g.steps[g.cur_step].state == STEP_PUBLISHING)
+        g.steps[g.cur_step].during++;
+}
+
 static void on_frame(struct conn *c, const struct sg_stomp_frame *f)
 {
     switch (f->cmd) {
@@ -505,7 +683,8 @@ static void on_frame(struct conn *c, const struct sg_stomp_frame *f)
     case SG_STOMP_RECEIPT: {
         char id[64];
         if (c->role == ROLE_SUB && !c->subscribed &&
-            sg_stomp_header_copy(f, "receipt-id", id, sizeof id) == SG_OK && !strncmp(id, "sub-", 4)) {
+            sg_stomp_header_copy(f, "receipt-id", id, sizeof id) == SG_OK &&
+            !strncmp(id, "sub-", 4)) {
             c->subscribed = 1;
             g.subs_ok++;
             g.topic_subs[c->topic]++;
@@ -528,9 +707,12 @@ static void on_frame(struct conn *c, const struct sg_stomp_frame *f)
         if (!end || end != (const char *)f->body + 20 || sent == 0 || sent > t) {
             g.e_body++;
             note_error(c, "MESSAGE body without a send timestamp (%zu bytes)", f->body_len);
+        } else if (g.amqp) {
+            count_step_delivery(c, f, t, sent);
         } else {
             record_latency(t - sent);
         }
+        count_per_second(t);
         c->recv++;
         g.delivered++;
         g.topic_delivered[c->topic]++;
@@ -781,6 +963,278 @@ static void on_event(struct conn *c, uint32_t events)
     if (c->state != ST_DEAD && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) on_readable(c);
 }
 
+/* ------------------------------------------------------------------ AMQP publishers */
+
+/* frames the broker sent since the last look: a channel.close or
+ * connection.close ends the publisher (say why), anything else is dropped */
+static int apub_check_input(struct amqp_pub *p, amqp_connection_state_t conn)
+{
+    for (;;) {
+        amqp_frame_t f;
+        struct timeval tv = {0, 0};
+        int st = amqp_simple_wait_frame_noblock(conn, &f, &tv);
+        if (st == AMQP_STATUS_TIMEOUT) return 0;
+        if (st != AMQP_STATUS_OK) {
+            snprintf(p->err, sizeof p->err, "reading from the broker: %s", amqp_error_string2(st));
+            return -1;
+        }
+        if (f.frame_type != AMQP_FRAME_METHOD) continue;
+        if (f.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            amqp_channel_close_t *m = f.payload.method.decoded;
+            snprintf(p->err, sizeof p->err, "broker closed the channel: %d %.*s", m->reply_code,
+                     (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+            return -1;
+        }
+        if (f.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            amqp_connection_close_t *m = f.payload.method.decoded;
+            snprintf(p->err, sizeof p->err, "broker closed the connection: %d %.*s", m->reply_code,
+                     (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+            return -1;
+        }
+        amqp_maybe_release_buffers(conn);
+    }
+}
+
+/* Publishes this publisher's share of step k on its schedule: message j of
+ * n is due at t_start + j * seconds / n. Each 1 ms tick sends what is due;
+ * what is more than PUB_MAX_LAG_NS overdue (the previous publish blocked
+ * that long, or the thread was not scheduled) is counted as missed, so the
+ * offered load stays a rate and never turns into a catch-up burst. */
+static int apub_step(struct amqp_pub *p, amqp_connection_state_t conn, char *body, int k)
+{
+    struct step *s = &g.steps[k];
+    uint64_t n = s->offered / (uint64_t)g.pubs + ((uint64_t)p->idx < s->offered % (uint64_t)g.pubs);
+    uint64_t dur = (uint64_t)(g.step_s * 1e9);
+    uint64_t lag = (uint64_t)((double)n * (double)PUB_MAX_LAG_NS / (double)dur);
+    uint64_t next = 0, sent = 0, missed = 0, blocked = 0;
+    amqp_bytes_t exchange = amqp_cstring_bytes("amq.topic");
+    if (lag < 1) lag = 1;
+    while (next < n) {
+        uint64_t t = now_ns();
+        uint64_t due = t - s->t_start >= dur
+                           ? n
+                           : (uint64_t)((double)(t - s->t_start) * (double)n / (double)dur) + 1;
+        if (due > n) due = n;
+        if (due > next + lag) {
+            missed += due - lag - next;
+            next = due - lag;
+        }
+        while (next < due) {
+            int topic = (int)(((uint64_t)p->idx + p->seq * (uint64_t)g.pubs) % (uint64_t)g.topics);
+            char key[128];
+            snprintf(key, sizeof key, "%s.%d", g.prefix, topic);
+            uint64_t t0 = now_ns();
+            int m = snprintf(body, (size_t)g.size + 1, "%020llu %010llu %04d ",
+                             (unsigned long long)t0, (unsigned long long)p->seq, k);
+            body[m] = 'x';
+            amqp_bytes_t b = {(size_t)g.size, body};
+            int st = amqp_basic_publish(conn, 1, exchange, amqp_cstring_bytes(key), 0, 0, NULL, b);
+            uint64_t t1 = now_ns();
+            if (st != AMQP_STATUS_OK) {
+                snprintf(p->err, sizeof p->err, "basic.publish: %s", amqp_error_string2(st));
+                return -1;
+            }
+            if (t1 - t0 >= PUB_BLOCKED_NS) blocked += t1 - t0;
+            atomic_fetch_add_explicit(&g.amqp_topic_sent[topic], 1, memory_order_relaxed);
+            p->seq++;
+            next++;
+            sent++;
+        }
+        if (next < n) sleep_until(t + PUB_TICK_NS);
+    }
+    p->step_sent[k] = sent;
+    p->step_missed[k] = missed;
+    p->step_blocked_ns[k] = blocked;
+    return apub_check_input(p, conn);
+}
+
+static void *apub_main(void *arg)
+{
+    struct amqp_pub *p = arg;
+    amqp_connection_state_t conn = amqp_new_connection();
+    amqp_socket_t *sock = conn ? amqp_tcp_socket_new(conn) : NULL;
+    char *body = malloc((size_t)g.size + 1);
+    int done = -1, logged_in = 0;
+    if (!sock || !body) {
+        snprintf(p->err, sizeof p->err, "out of memory");
+        goto fail;
+    }
+    memset(body, 'x', (size_t)g.size);
+    struct timeval tv = {10, 0};
+    amqp_set_handshake_timeout(conn, &tv);
+    amqp_set_rpc_timeout(conn, &tv);
+    int st = amqp_socket_open_noblock(sock, g.amqp_host, g.amqp_port, &tv);
+    if (st != AMQP_STATUS_OK) {
+        snprintf(p->err, sizeof p->err, "connect to %s:%d: %s", g.amqp_host, g.amqp_port,
+                 amqp_error_string2(st));
+        goto fail;
+    }
+    atomic_store(&p->fd, amqp_get_sockfd(conn));
+    amqp_rpc_reply_t r =
+        amqp_login(conn, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, g.login, g.passcode);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        snprintf(p->err, sizeof p->err, "AMQP login as %s refused", g.login);
+        goto fail;
+    }
+    logged_in = 1;
+    amqp_channel_open(conn, 1);
+    r = amqp_get_rpc_reply(conn);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        snprintf(p->err, sizeof p->err, "channel.open refused");
+        goto fail;
+    }
+    atomic_store(&p->ready, 1);
+    while (!atomic_load(&g.ctl_quit)) {
+        int k = atomic_load_explicit(&g.ctl_step, memory_order_acquire);
+        if (k <= done) {
+            sleep_until(now_ns() + PUB_TICK_NS);
+            continue;
+        }
+        if (apub_step(p, conn, body, k) != 0) goto fail;
+        done = k;
+        atomic_store_explicit(&p->done_step, k, memory_order_release);
+    }
+    amqp_channel_close(conn, 1, AMQP_REPLY_SUCCESS);
+    goto out;
+fail:
+    atomic_store(&p->ready, -1);
+    atomic_store_explicit(&p->done_step, MAX_STEPS, memory_order_release);
+out:
+    if (logged_in) amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
+    if (conn) amqp_destroy_connection(conn);
+    free(body);
+    atomic_store(&p->finished, 1);
+    return NULL;
+}
+
+static void apub_stop_all(void)
+{
+    atomic_store(&g.ctl_quit, 1);
+    uint64_t until = now_ns() + 5000000000ull;
+    for (int i = 0; i < (g.amqp ? g.pubs : 0); i++) {
+        struct amqp_pub *p = &g.apub[i];
+        while (!atomic_load(&p->finished) && now_ns() < until)
+            sleep_until(now_ns() + 10000000ull);
+        if (!atomic_load(&p->finished) && atomic_load(&p->fd) >= 0)
+            shutdown(atomic_load(&p->fd), SHUT_RDWR); /* a write the broker never takes */
+        pthread_join(p->th, NULL);
+    }
+}
+
+/* 1 all ready, 0 still logging in, -1 one failed (its reason is noted) */
+static int apub_ready(void)
+{
+    int all = 1;
+    for (int i = 0; i < g.pubs; i++) {
+        int r = atomic_load(&g.apub[i].ready);
+        if (r < 0) {
+            g.e_amqp++;
+            note_error(NULL, "AMQP publisher %d: %s", i, g.apub[i].err);
+            return -1;
+        }
+        if (r == 0) all = 0;
+    }
+    return all;
+}
+
+/* ------------------------------------------------------------------ steps */
+
+static void step_begin(struct step *s, uint64_t t)
+{
+    s->t_start = t;
+    s->offered = (uint64_t)(s->rate * g.step_s + 0.5);
+    s->topic_sent0 = xrealloc(NULL, (size_t)g.topics * sizeof *s->topic_sent0);
+    s->topic_subs0 = xrealloc(NULL, (size_t)g.topics * sizeof *s->topic_subs0);
+    s->subs_start = 0;
+    for (int i = 0; i < g.topics; i++) {
+        s->topic_sent0[i] = atomic_load(&g.amqp_topic_sent[i]);
+        s->topic_subs0[i] = g.topic_subs[i] > 0 ? g.topic_subs[i] : 0;
+        s->subs_start += s->topic_subs0[i];
+    }
+    s->self_cpu0 = cpu_clock_s(CLOCK_PROCESS_CPUTIME_ID);
+    s->main_cpu0 = cpu_clock_s(CLOCK_THREAD_CPUTIME_ID);
+    for (int i = 0; i < g.npids; i++) {
+        s->cpu0[i] = read_cpu_s(g.pids[i].pid);
+        s->rss_peak_kb[i] = read_rss_kb(g.pids[i].pid);
+    }
+    s->state = STEP_PUBLISHING;
+    atomic_store_explicit(&g.ctl_step, g.cur_step, memory_order_release);
+}
+
+/* every publisher is done with step k: its counts are final */
+static void step_collect(struct step *s, uint64_t t)
+{
+    int k = (int)(s - g.steps);
+    s->t_pub_end = t;
+    for (int i = 0; i < g.pubs; i++) {
+        s->sent += g.apub[i].step_sent[k];
+        s->missed += g.apub[i].step_missed[k];
+        s->blocked_ns += g.apub[i].step_blocked_ns[k];
+    }
+    for (int i = 0; i < g.topics; i++)
+        s->expected +=
+            (atomic_load(&g.amqp_topic_sent[i]) - s->topic_sent0[i]) * (uint64_t)s->topic_subs0[i];
+    s->state = STEP_DRAINING;
+}
+
+static double step_frac(const struct step *s)
+{
+    /* offered deliveries: each offered message to its topic's subscribers (topics get
+     * the same number of messages, so this is exact for evenly spread subscribers) */
+    double off = (double)s->offered * (double)s->subs_start / (double)g.topics;
+    return off > 0 ? (double)s->delivered / off : 0;
+}
+
+static void step_end(struct step *s, uint64_t t)
+{
+    s->t_deadline = t;
+    s->self_cpu = cpu_clock_s(CLOCK_PROCESS_CPUTIME_ID) - s->self_cpu0;
+    s->main_cpu = cpu_clock_s(CLOCK_THREAD_CPUTIME_ID) - s->main_cpu0;
+    for (int i = 0; i < g.npids; i++) {
+        double c = read_cpu_s(g.pids[i].pid);
+        s->cpu[i] = c >= 0 && s->cpu0[i] >= 0 ? c - s->cpu0[i] : -1;
+        long kb = read_rss_kb(g.pids[i].pid);
+        if (kb > s->rss_peak_kb[i]) s->rss_peak_kb[i] = kb;
+        note_rss(&g.pids[i], kb);
+    }
+    s->state = STEP_COUNTED;
+}
+
+/* the step machine of the publish phase: returns an epoll timeout (ms), or
+ * -1 once the last step is counted or the ladder stopped */
+static int advance_steps(void)
+{
+    uint64_t t = now_ns();
+    uint64_t dur = (uint64_t)(g.step_s * 1e9);
+    while (g.cur_step < g.nsteps) {
+        struct step *s = &g.steps[g.cur_step];
+        if (s->state == STEP_NEW) step_begin(s, t);
+        if (s->state == STEP_PUBLISHING) {
+            if (t < s->t_start + dur) return 1;
+            for (int i = 0; i < g.pubs; i++)
+                if (atomic_load_explicit(&g.apub[i].done_step, memory_order_acquire) < g.cur_step)
+                    return 1;
+            if (apub_ready() < 0) return -1;
+            step_collect(s, t);
+        }
+        if (s->delivered < s->expected && t < s->t_pub_end + (uint64_t)g.step_grace_ms * 1000000ull)
+            return 1;
+        step_end(s, t);
+        /* two steps in a row under --stop-below: the target has collapsed */
+        if (g.stop_below > 0 && step_frac(s) < g.stop_below) {
+            if (++g.below_run >= 2 && g.cur_step + 1 < g.nsteps) {
+                g.stopped_early = 1;
+                g.cur_step++;
+                return -1;
+            }
+        } else {
+            g.below_run = 0;
+        }
+        g.cur_step++;
+    }
+    return -1;
+}
+
 /* ------------------------------------------------------------------ phases */
 
 static int topic_inflight(int t)
@@ -808,6 +1262,10 @@ static int advance(void)
         g.phase = PH_DONE;
         return 0;
     }
+    if (t >= g.next_sample) {
+        g.next_sample += 1000000000ull;
+        sample_rss_tick();
+    }
     if (t >= g.next_ping) {
         g.next_ping = t + KEEPALIVE_NS;
         for (int i = 0; i < g.started; i++)
@@ -829,11 +1287,26 @@ static int advance(void)
             if (g.c[i].role == ROLE_SUB && g.c[i].state == ST_READY && !g.c[i].subscribed)
                 pending++;
         if (pending) return 100;
+        if (g.amqp) {
+            int r = apub_ready();
+            if (r < 0) {
+                g.phase = PH_DONE;
+                return 0;
+            }
+            if (r == 0) return 10;
+        }
         g.t_sub_end = g.t_pub_start = now_ns();
         g.phase = PH_PUBLISH;
     }
         /* fall through */
     case PH_PUBLISH: {
+        if (g.amqp) {
+            int ms = advance_steps();
+            if (ms >= 0) return ms;
+            g.t_pub_end = now_ns();
+            g.phase = PH_DONE;
+            return 0;
+        }
         int more = 0, wait_rate = 0;
         double elapsed = (double)(now_ns() - g.t_pub_start) / 1e9;
         for (int i = 0; i < g.conns; i++) {
@@ -878,53 +1351,31 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static double pct_us(double q)
+static double pct_of(const uint64_t *v, size_t n, double q)
 {
-    if (!g.nlat) return -1;
-    size_t i = (size_t)(q * (double)(g.nlat - 1) + 0.5);
-    if (i >= g.nlat) i = g.nlat - 1;
-    return (double)g.lat[i] / 1000.0;
+    if (!n) return -1;
+    size_t i = (size_t)(q * (double)(n - 1) + 0.5);
+    if (i >= n) i = n - 1;
+    return (double)v[i] / 1000.0;
 }
 
-static void report(const char *stopped_in)
+static int error_count(void)
 {
-    qsort(g.lat, g.nlat, sizeof *g.lat, cmp_u64);
-    uint64_t expected = 0;
-    for (int t = 0; t < g.topics; t++)
-        expected += g.topic_sent[t] * (uint64_t)(g.topic_subs[t] > 0 ? g.topic_subs[t] : 0);
-    double connect_s = g.t_conn_end ? (double)(g.t_conn_end - g.t0) / 1e9 : -1;
-    double sub_s = g.t_sub_end ? (double)(g.t_sub_end - g.t_conn_end) / 1e9 : -1;
-    double pub_s = -1, deliv_s = -1;
-    if (g.t_pub_start && g.sent_total > 0) {
-        uint64_t end = g.t_last_delivery > g.t_pub_start ? g.t_last_delivery : now_ns();
-        deliv_s = (double)(end - g.t_pub_start) / 1e9;
-        pub_s = (double)((g.t_pub_end ? g.t_pub_end : now_ns()) - g.t_pub_start) / 1e9;
-    }
-    int errors =
-        g.e_connect + g.e_handshake + g.e_stomp_error + g.e_closed + g.e_protocol + g.e_body;
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    double self_cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-                      (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    return g.e_connect + g.e_handshake + g.e_stomp_error + g.e_closed + g.e_protocol + g.e_body +
+           g.e_amqp;
+}
 
-    printf("{\"scenario\":\"%s\",\"target\":\"%s\",\"ok\":%s,\"stopped_in\":\"%s\","
-           "\"conns\":%d,\"subs\":%d,\"pubs\":%d,\"topics\":%d,\"messages\":%lld,\"size\":%d,"
-           "\"window\":%d,\"rate\":%.0f,",
-           g.label, g.target, (!g.timed_out && errors == 0) ? "true" : "false", stopped_in, g.conns,
-           g.subs, g.pubs, g.topics, g.messages, g.size, g.window, g.rate);
-    printf("\"connected\":%d,\"connect_s\":%.3f,\"connect_per_s\":%.1f,\"subscribed\":%d,"
-           "\"subscribe_s\":%.3f,",
-           g.connected, connect_s, connect_s > 0 ? g.connected / connect_s : 0, g.subs_ok, sub_s);
-    printf("\"sent\":%lld,\"delivered\":%llu,\"expected\":%llu,\"publish_s\":%.3f,"
-           "\"deliver_s\":%.3f,\"delivered_per_s\":%.1f,",
-           g.sent_total, (unsigned long long)g.delivered, (unsigned long long)expected, pub_s,
-           deliv_s, deliv_s > 0 ? (double)g.delivered / deliv_s : 0);
-    printf("\"latency_us\":{\"n\":%zu,\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f},", g.nlat,
-           pct_us(0.50), pct_us(0.99), g.nlat ? (double)g.lat[g.nlat - 1] / 1000.0 : -1.0);
-    printf("\"errors\":%d,\"error_detail\":{\"connect\":%d,\"handshake\":%d,\"stomp_error\":%d,"
-           "\"closed\":%d,\"protocol\":%d,\"body\":%d},\"first_error\":\"",
-           errors, g.e_connect, g.e_handshake, g.e_stomp_error, g.e_closed, g.e_protocol, g.e_body);
-    for (const char *s = g.first_error; *s; s++) {
+/* ok: no timeout, and no error but the subscribers the server closed under
+ * overload in AMQP mode (reported as subs_lost, per step as subs_closed) */
+static int run_ok(void)
+{
+    return !g.timed_out && error_count() - (g.amqp ? g.subs_lost : 0) == 0;
+}
+
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
         if (ch == '"' || ch == '\\')
             printf("\\%c", ch);
@@ -933,13 +1384,109 @@ static void report(const char *stopped_in)
         else
             putchar(ch);
     }
-    printf("\",\"loadgen_cpu_s\":%.2f,\"procs\":{", self_cpu);
+    putchar('"');
+}
+
+static void report_steps(void)
+{
+    printf("\"stopped_early\":%s,\"step_seconds\":%.3f,\"step_grace_ms\":%d,\"steps\":[",
+           g.stopped_early ? "true" : "false", g.step_s, g.step_grace_ms);
+    for (int k = 0; k < g.nsteps; k++) {
+        struct step *s = &g.steps[k];
+        if (s->state != STEP_COUNTED) break;
+        if (s->nlat) qsort(s->lat, s->nlat, sizeof *s->lat, cmp_u64);
+        double pub_s = (double)(s->t_pub_end - s->t_start) / 1e9;
+        double off_deliv = (double)s->offered * (double)s->subs_start / (double)g.topics;
+        printf("%s{\"rate\":%.1f,\"offered_deliveries_per_s\":%.0f,\"start_s\":%.3f,"
+               "\"publish_s\":%.3f,\"drain_s\":%.3f,",
+               k ? "," : "", s->rate, s->rate * (double)s->subs_start / (double)g.topics,
+               (double)(s->t_start - g.t_pub_start) / 1e9, pub_s,
+               (double)(s->t_deadline - s->t_pub_end) / 1e9);
+        printf("\"offered\":%llu,\"sent\":%llu,\"missed\":%llu,\"sent_per_s\":%.1f,"
+               "\"publisher_blocked_s\":%.3f,\"subs\":%d,\"subs_closed\":%d,",
+               (unsigned long long)s->offered, (unsigned long long)s->sent,
+               (unsigned long long)s->missed, pub_s > 0 ? (double)s->sent / pub_s : 0,
+               (double)s->blocked_ns / 1e9, s->subs_start, s->subs_closed);
+        printf("\"offered_deliveries\":%.0f,\"expected\":%llu,\"delivered\":%llu,\"late\":%llu,"
+               "\"delivered_frac\":%.5f,\"during\":%llu,\"delivered_per_s\":%.1f,",
+               off_deliv, (unsigned long long)s->expected, (unsigned long long)s->delivered,
+               (unsigned long long)s->late, step_frac(s), (unsigned long long)s->during,
+               pub_s > 0 ? (double)s->during / pub_s : 0);
+        printf("\"latency_us\":{\"n\":%zu,\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f},", s->nlat,
+               pct_of(s->lat, s->nlat, 0.50), pct_of(s->lat, s->nlat, 0.99),
+               s->nlat ? (double)s->lat[s->nlat - 1] / 1000.0 : -1.0);
+        printf("\"loadgen_cpu_s\":%.2f,\"loadgen_main_cpu_s\":%.2f,\"procs\":{", s->self_cpu,
+               s->main_cpu);
+        for (int i = 0; i < g.npids; i++)
+            printf("%s\"%s\":{\"cpu_s\":%.2f,\"rss_peak_kb\":%ld}", i ? "," : "", g.pids[i].name,
+                   s->cpu[i], s->rss_peak_kb[i]);
+        printf("}}");
+    }
+    printf("],");
+}
+
+static void report(const char *stopped_in)
+{
+    if (g.nlat) qsort(g.lat, g.nlat, sizeof *g.lat, cmp_u64);
+    uint64_t expected = g.expected_final;
+    long long sent = g.sent_total;
+    if (g.amqp)
+        for (int k = 0; k < g.nsteps; k++)
+            sent += (long long)g.steps[k].sent;
+    double connect_s = g.t_conn_end ? (double)(g.t_conn_end - g.t0) / 1e9 : -1;
+    double sub_s = g.t_sub_end ? (double)(g.t_sub_end - g.t_conn_end) / 1e9 : -1;
+    double pub_s = -1, deliv_s = -1;
+    if (g.t_pub_start && sent > 0) {
+        uint64_t end = g.t_last_delivery > g.t_pub_start ? g.t_last_delivery : now_ns();
+        deliv_s = (double)(end - g.t_pub_start) / 1e9;
+        pub_s = (double)((g.t_pub_end ? g.t_pub_end : now_ns()) - g.t_pub_start) / 1e9;
+    }
+    int errors = error_count();
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double self_cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                      (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+
+    printf("{\"scenario\":\"%s\",\"target\":\"%s\",\"ok\":%s,\"stopped_in\":\"%s\","
+           "\"conns\":%d,\"subs\":%d,\"pubs\":%d,\"topics\":%d,\"messages\":%lld,\"size\":%d,"
+           "\"window\":%d,\"rate\":%.0f,\"amqp\":%s,",
+           g.label, g.target, run_ok() ? "true" : "false", stopped_in, g.conns, g.subs, g.pubs,
+           g.topics, g.messages, g.size, g.window, g.rate, g.amqp ? "true" : "false");
+    printf("\"connected\":%d,\"connect_s\":%.3f,\"connect_per_s\":%.1f,\"subscribed\":%d,"
+           "\"subscribe_s\":%.3f,",
+           g.connected, connect_s, connect_s > 0 ? g.connected / connect_s : 0, g.subs_ok, sub_s);
+    printf("\"sent\":%lld,\"delivered\":%llu,\"expected\":%llu,\"publish_s\":%.3f,"
+           "\"deliver_s\":%.3f,\"delivered_per_s\":%.1f,",
+           sent, (unsigned long long)g.delivered, (unsigned long long)expected, pub_s, deliv_s,
+           deliv_s > 0 ? (double)g.delivered / deliv_s : 0);
+    printf("\"per_second\":[");
+    for (size_t i = 0; i < g.nper_sec; i++) {
+        if (g.t_pub_start + i * 1000000000ull > (g.t_pub_end ? g.t_pub_end : now_ns())) break;
+        printf("%s%llu", i ? "," : "", (unsigned long long)g.per_sec[i]);
+    }
+    printf("],");
+    printf("\"latency_us\":{\"n\":%zu,\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f},", g.nlat,
+           pct_of(g.lat, g.nlat, 0.50), pct_of(g.lat, g.nlat, 0.99),
+           g.nlat ? (double)g.lat[g.nlat - 1] / 1000.0 : -1.0);
+    if (g.amqp) report_steps();
+    printf("\"errors\":%d,\"subs_lost\":%d,\"error_detail\":{\"connect\":%d,\"handshake\":%d,"
+           "\"stomp_error\":%d,\"closed\":%d,\"protocol\":%d,\"body\":%d,\"amqp\":%d},"
+           "\"first_error\":",
+           errors, g.subs_lost, g.e_connect, g.e_handshake, g.e_stomp_error, g.e_closed,
+           g.e_protocol, g.e_body, g.e_amqp);
+    json_str(g.first_error);
+    printf(",\"loadgen_cpu_s\":%.2f,\"settle_ms\":%d,\"procs\":{", self_cpu, g.settle_ms);
     for (int i = 0; i < g.npids; i++) {
         struct watched *w = &g.pids[i];
-        printf("%s\"%s\":{\"pid\":%d,\"rss_before_kb\":%ld,\"rss_after_kb\":%ld,\"cpu_s\":%.2f}",
-               i ? "," : "", w->name, w->pid, w->rss_before_kb, w->rss_after_kb,
+        printf("%s\"%s\":{\"pid\":%d,\"rss_before_kb\":%ld,\"rss_after_kb\":%ld,"
+               "\"rss_peak_kb\":%ld,\"rss_after_leave_kb\":%ld,\"cpu_s\":%.2f,\"rss_kb\":[",
+               i ? "," : "", w->name, w->pid, w->rss_before_kb, w->rss_after_kb, w->rss_peak_kb,
+               w->rss_leave_kb,
                (w->cpu_after_s >= 0 && w->cpu_before_s >= 0) ? w->cpu_after_s - w->cpu_before_s
                                                              : -1.0);
+        for (size_t j = 0; j < w->nrss; j++)
+            printf("%s%ld", j ? "," : "", w->rss_kb[j]);
+        printf("]}");
     }
     printf("}}\n");
     fflush(stdout);
@@ -949,39 +1496,68 @@ static void report(const char *stopped_in)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: loadgen --url ws://127.0.0.1:PORT/PATH [options]\n"
-            "  --login U --passcode P   STOMP credentials\n"
-            "  --conns N                connections in total (subs + pubs + idle)\n"
-            "  --subs S --pubs P        subscriber / publisher connections\n"
-            "  --topics T               topics /topic/PREFIX.0 .. T-1 (sub i -> i %% T, pub i -> i "
-            "%% T)\n"
-            "  --messages M --size B    messages in total over all publishers, body bytes (>= %d)\n"
-            "  --window W               max messages in flight per topic (0 = unbounded)\n"
-            "  --rate R                 max messages/s over all publishers (0 = as fast as the "
-            "window allows)\n"
-            "  --timeout SEC            hard stop (default 120)\n"
-            "  --settle-ms MS           wait before the final RSS sample (default 0)\n"
-            "  --concurrency C          connections being set up at once (default 200)\n"
-            "  --prefix KEYPREFIX       topic key prefix (default bench)\n"
-            "  --label NAME --target NAME  names in the JSON line\n"
-            "  --pid NAME:PID           sample RSS and CPU of PID before and after (repeatable)\n",
-            BODY_MIN);
+    fprintf(
+        stderr,
+        "usage: loadgen --url ws://127.0.0.1:PORT/PATH [options]\n"
+        "  --login U --passcode P   STOMP credentials\n"
+        "  --conns N                connections in total (subs + pubs + idle)\n"
+        "  --subs S --pubs P        subscriber / publisher connections\n"
+        "  --topics T               topics /topic/PREFIX.0 .. T-1 (sub i -> i %% T, pub i -> i "
+        "%% T)\n"
+        "  --messages M --size B    messages in total over all publishers, body bytes (>= %d)\n"
+        "  --window W               max messages in flight per topic (0 = unbounded)\n"
+        "  --rate R                 max messages/s over all publishers (0 = as fast as the "
+        "window allows)\n"
+        "  --timeout SEC            hard stop (default 120)\n"
+        "  --settle-ms MS           wait before the final RSS sample (default 0)\n"
+        "  --concurrency C          connections being set up at once (default 200)\n"
+        "  --prefix KEYPREFIX       topic key prefix (default bench)\n"
+        "  --label NAME --target NAME  names in the JSON line\n"
+        "  --pid NAME:PID           sample RSS and CPU of PID before and after, RSS every\n"
+        "                           second and --settle-ms after the clients left (repeatable)\n"
+        "open-loop AMQP publishers (the overload scenario):\n"
+        "  --amqp HOST:PORT         the --pubs publishers (<= %d) are AMQP connections to the\n"
+        "                           broker (--login/--passcode, vhost /) that publish to\n"
+        "                           amq.topic, key PREFIX.K; --conns counts subscribers only\n"
+        "  --steps R1,R2,...        offered rates in messages/s over all publishers, one step\n"
+        "                           each (default: one step at --rate)\n"
+        "  --step-seconds S         publishing time of each step (default 4)\n"
+        "  --step-grace-ms MS       a step's deliveries count until this long after its\n"
+        "                           publishing ended, or until all arrived (default 1000)\n"
+        "  --stop-below F           stop after two steps in a row deliver under F of the\n"
+        "                           offered deliveries (default 0: run every step)\n",
+        BODY_MIN, MAX_AMQP_PUBS);
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"url", 1, 0, 'u'},       {"login", 1, 0, 'l'},
-                                         {"passcode", 1, 0, 'p'},  {"conns", 1, 0, 'n'},
-                                         {"subs", 1, 0, 's'},      {"pubs", 1, 0, 'P'},
-                                         {"topics", 1, 0, 'T'},    {"messages", 1, 0, 'm'},
-                                         {"size", 1, 0, 'b'},      {"window", 1, 0, 'w'},
-                                         {"rate", 1, 0, 'r'},      {"timeout", 1, 0, 't'},
-                                         {"settle-ms", 1, 0, 'S'}, {"concurrency", 1, 0, 'c'},
-                                         {"prefix", 1, 0, 'x'},    {"label", 1, 0, 'L'},
-                                         {"target", 1, 0, 'G'},    {"pid", 1, 0, 'i'},
-                                         {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
+    static const struct option opts[] = {{"url", 1, 0, 'u'},
+                                         {"login", 1, 0, 'l'},
+                                         {"passcode", 1, 0, 'p'},
+                                         {"conns", 1, 0, 'n'},
+                                         {"subs", 1, 0, 's'},
+                                         {"pubs", 1, 0, 'P'},
+                                         {"topics", 1, 0, 'T'},
+                                         {"messages", 1, 0, 'm'},
+                                         {"size", 1, 0, 'b'},
+                                         {"window", 1, 0, 'w'},
+                                         {"rate", 1, 0, 'r'},
+                                         {"timeout", 1, 0, 't'},
+                                         {"settle-ms", 1, 0, 'S'},
+                                         {"concurrency", 1, 0, 'c'},
+                                         {"prefix", 1, 0, 'x'},
+                                         {"label", 1, 0, 'L'},
+                                         {"target", 1, 0, 'G'},
+                                         {"pid", 1, 0, 'i'},
+                                         {"amqp", 1, 0, 'A'},
+                                         {"steps", 1, 0, 'R'},
+                                         {"step-seconds", 1, 0, 'D'},
+                                         {"step-grace-ms", 1, 0, 'g'},
+                                         {"stop-below", 1, 0, 'B'},
+                                         {"help", 0, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *amqp = NULL, *steps = NULL;
     const char *url = NULL;
     snprintf(g.login, sizeof g.login, "guest");
     snprintf(g.passcode, sizeof g.passcode, "guest");
@@ -993,6 +1569,8 @@ int main(int argc, char **argv)
     g.size = 128;
     g.timeout_s = 120;
     g.concurrency = 200;
+    g.step_s = 4;
+    g.step_grace_ms = 1000;
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -1055,6 +1633,21 @@ int main(int argc, char **argv)
             w->pid = atoi(colon + 1);
             break;
         }
+        case 'A':
+            amqp = optarg;
+            break;
+        case 'R':
+            steps = optarg;
+            break;
+        case 'D':
+            g.step_s = atof(optarg);
+            break;
+        case 'g':
+            g.step_grace_ms = atoi(optarg);
+            break;
+        case 'B':
+            g.stop_below = atof(optarg);
+            break;
         default:
             usage();
         }
@@ -1071,9 +1664,37 @@ int main(int argc, char **argv)
         if (port <= 0 || port > 65535 || inet_pton(AF_INET, g.host, &g.addr.sin_addr) != 1)
             die("url must be ws://IPV4:PORT/PATH, got %s", url);
     }
-    if (g.conns < 1 || g.subs < 0 || g.pubs < 0 || g.subs + g.pubs > g.conns || g.topics < 1 ||
+    if (amqp) {
+        const char *colon = strrchr(amqp, ':');
+        if (!colon || (size_t)(colon - amqp) >= sizeof g.amqp_host) usage();
+        g.amqp = 1;
+        snprintf(g.amqp_host, sizeof g.amqp_host, "%.*s", (int)(colon - amqp), amqp);
+        g.amqp_port = atoi(colon + 1);
+        if (steps) {
+            for (const char *q = steps; *q;) {
+                char *end;
+                double r = strtod(q, &end);
+                if (end == q || r <= 0 || g.nsteps == MAX_STEPS) die("bad --steps %s", steps);
+                g.steps[g.nsteps++].rate = r;
+                q = *end == ',' ? end + 1 : end;
+                if (*end && *end != ',') die("bad --steps %s", steps);
+            }
+        } else if (g.rate > 0) {
+            g.steps[g.nsteps++].rate = g.rate;
+        }
+        if (g.nsteps < 1 || g.pubs < 1 || g.pubs > MAX_AMQP_PUBS || g.messages != 0 ||
+            g.window != 0 || g.step_s <= 0 || g.step_grace_ms < 0 || g.amqp_port <= 0 ||
+            g.amqp_port > 65535 || g.stop_below < 0 || g.stop_below > 1)
+            die("--amqp needs --steps or --rate, 1..%d --pubs, no --messages, --window 0",
+                MAX_AMQP_PUBS);
+    } else if (steps) {
+        die("--steps needs --amqp");
+    }
+    /* AMQP publishers are not among the --conns WebSocket connections */
+    int ws_pubs = g.amqp ? 0 : g.pubs;
+    if (g.conns < 1 || g.subs < 0 || g.pubs < 0 || g.subs + ws_pubs > g.conns || g.topics < 1 ||
         g.messages < 0 || g.size < BODY_MIN || g.size > 65536 || g.window < 0 || g.rate < 0 ||
-        g.timeout_s <= 0 || g.concurrency < 1 || (g.messages > 0 && g.pubs == 0))
+        g.timeout_s <= 0 || g.concurrency < 1 || (g.messages > 0 && g.pubs == 0) || g.settle_ms < 0)
         die("inconsistent options (see --help)");
 
     signal(SIGPIPE, SIG_IGN);
@@ -1107,7 +1728,7 @@ int main(int argc, char **argv)
         if (i < g.subs) {
             c->role = ROLE_SUB;
             c->topic = i % g.topics;
-        } else if (i < g.subs + g.pubs) {
+        } else if (i < g.subs + ws_pubs) {
             int k = i - g.subs;
             c->role = ROLE_PUB;
             c->topic = k % g.topics;
@@ -1119,10 +1740,24 @@ int main(int argc, char **argv)
     if (g.subs > 0 && g.messages > 0)
         g.lat_cap = 65536, g.lat = xrealloc(NULL, g.lat_cap * sizeof *g.lat);
 
+    if (g.amqp) {
+        g.amqp_topic_sent = calloc((size_t)g.topics, sizeof *g.amqp_topic_sent);
+        if (!g.amqp_topic_sent) die("out of memory");
+        atomic_store(&g.ctl_step, -1);
+        for (int i = 0; i < g.pubs; i++) {
+            struct amqp_pub *p = &g.apub[i];
+            p->idx = i;
+            atomic_store(&p->done_step, -1);
+            atomic_store(&p->fd, -1);
+            if (pthread_create(&p->th, NULL, apub_main, p) != 0) die("pthread_create failed");
+        }
+    }
+
     sample_pids(0);
     g.t0 = now_ns();
     g.deadline = g.t0 + (uint64_t)(g.timeout_s * 1e9);
     g.next_ping = g.t0 + KEEPALIVE_NS;
+    g.next_sample = g.t0;
     enum { MAXEV = 512 };
     struct epoll_event evs[MAXEV];
     int timeout = 0;
@@ -1142,10 +1777,25 @@ int main(int argc, char **argv)
         flush_dirty();
     }
     sample_pids(1);
-    report(g.timed_out ? phase_name[stopped] : "done");
-    int errors =
-        g.e_connect + g.e_handshake + g.e_stomp_error + g.e_closed + g.e_protocol + g.e_body;
+    for (int t = 0; t < g.topics; t++)
+        g.expected_final += g.topic_sent[t] * (uint64_t)(g.topic_subs[t] > 0 ? g.topic_subs[t] : 0);
+    for (int k = 0; k < g.nsteps; k++)
+        g.expected_final += g.steps[k].expected;
+    /* every client leaves; the servers get --settle-ms to give memory back */
+    apub_stop_all();
     for (int i = 0; i < g.conns; i++)
         conn_kill(&g.c[i], 0);
-    return (g.timed_out || errors) ? 1 : 0;
+    uint64_t leave = now_ns() + (uint64_t)g.settle_ms * 1000000ull;
+    while (now_ns() < leave) {
+        uint64_t t = now_ns();
+        if (t >= g.next_sample) {
+            g.next_sample += 1000000000ull;
+            sample_rss_tick();
+        }
+        sleep_until(g.next_sample < leave ? g.next_sample : leave);
+    }
+    for (int i = 0; i < g.npids; i++)
+        g.pids[i].rss_leave_kb = read_rss_kb(g.pids[i].pid);
+    report(g.timed_out ? phase_name[stopped] : "done");
+    return run_ok() ? 0 : 1;
 }
