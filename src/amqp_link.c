@@ -86,6 +86,17 @@ static void schedule_drain(struct sg_link *l)
     event_add(l->drain_ev, &now);
 }
 
+/* The next connection attempt, after a jittered, doubling backoff. */
+static void schedule_retry(struct sg_link *l)
+{
+    if (l->shutting_down) return;
+    unsigned ms = jitter(l, l->backoff_ms);
+    unsigned cap = l->env->reconnect_max_ms ? l->env->reconnect_max_ms : 5000;
+    l->backoff_ms = l->backoff_ms * 2 > cap ? cap : l->backoff_ms * 2;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    event_add(l->retry, &tv);
+}
+
 static void link_fail(struct sg_link *l, const char *why)
 {
     if (l->state != L_OPEN) return;
@@ -368,13 +379,7 @@ static void link_lost(struct sg_link *l)
     }
     free(chans);
     if (l->ops->down) l->ops->down(l, l->arg);
-    if (!l->shutting_down) {
-        unsigned ms = jitter(l, l->backoff_ms);
-        unsigned cap = l->env->reconnect_max_ms ? l->env->reconnect_max_ms : 5000;
-        l->backoff_ms = l->backoff_ms * 2 > cap ? cap : l->backoff_ms * 2;
-        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-        event_add(l->retry, &tv);
-    }
+    schedule_retry(l);
 }
 
 static void drain_frames(struct sg_link *l)
@@ -502,12 +507,7 @@ static void connect_done(struct sg_auth_req *req)
     } else {
         sg_log(SG_LOG_DEBUG, "broker connect for user %s failed: %s", l->login, req->reason);
     }
-    if (l->shutting_down) return;
-    unsigned ms = jitter(l, l->backoff_ms);
-    unsigned cap = l->env->reconnect_max_ms ? l->env->reconnect_max_ms : 5000;
-    l->backoff_ms = l->backoff_ms * 2 > cap ? cap : l->backoff_ms * 2;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    event_add(l->retry, &tv);
+    schedule_retry(l);
 }
 
 static void link_connect(struct sg_link *l)
