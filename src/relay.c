@@ -19,11 +19,6 @@
 
 static _Thread_local char errbuf[512];
 
-const char *sg_relay_errbuf(void)
-{
-    return errbuf;
-}
-
 char *sg_relay_errbuf_w(size_t *cap)
 {
     *cap = sizeof errbuf;
@@ -311,6 +306,7 @@ struct sg_relay *sg_relay_new(const struct sg_relay_env *env)
     if (!r) return NULL;
     r->env = *env;
     const struct sg_gw_config *cfg = env->cfg;
+    r->drop_policy = strcmp(cfg->slow_consumer_policy, "close") != 0;
     r->lenv.base = env->base;
     r->lenv.auth = env->auth;
     r->lenv.auth_target = env->auth_target;
@@ -432,14 +428,6 @@ static int parse_bool(const struct sg_stomp_frame *f, const char *key, int def)
     return h->value_len == 4 && !memcmp(h->value, "true", 4);
 }
 
-static int keep_x(const struct sg_stomp_header *h, void *arg)
-{
-    /* x-* headers become queue arguments (x-queue-type, x-max-length, ...);
-     * x-queue-name names the queue and is not an argument */
-    return h->key_len > 2 && !memcmp(h->key, "x-", 2) &&
-           !(h->key_len == 12 && !memcmp(h->key, "x-queue-name", 12));
-}
-
 static int do_subscribe(struct sg_relay_sess *rs, const struct sg_action *a, const char **errmsg)
 {
     struct sg_relay *r = rs->rl->r;
@@ -485,7 +473,8 @@ static int do_subscribe(struct sg_relay_sess *rs, const struct sg_action *a, con
     if (prefetch == 0 || prefetch > (long)cfg->max_prefetch) prefetch = (long)cfg->max_prefetch;
     s->prefetch = (uint16_t)prefetch;
     size_t bytes;
-    struct sg_stomp_frame_copy *xc = sg_stomp_frame_copy_filter(a->frame, keep_x, NULL, 0, &bytes);
+    struct sg_stomp_frame_copy *xc =
+        sg_stomp_frame_copy_filter(a->frame, sg_sub_is_queue_arg, NULL, 0, &bytes);
     if (!xc) goto nomem;
     if (sg_stomp_frame_copy_nheaders(xc))
         s->args = xc;
@@ -516,8 +505,7 @@ static int do_subscribe(struct sg_relay_sess *rs, const struct sg_action *a, con
     int rc = sg_rcpt_queue_push(&rs->rq, a->receipt, 0, &s->rc);
     if (rc != SG_OK) {
         sg_sub_free(s);
-        *errmsg = rc == SG_ETOOMANY ? "too many receipts pending (max_pending_receipts)"
-                                    : "out of memory";
+        *errmsg = rc == SG_ETOOMANY ? SG_RELAY_TOO_MANY_RECEIPTS : "out of memory";
         return rc;
     }
     return sg_sub_subscribe_private(rs, s, errmsg);
@@ -624,8 +612,7 @@ int sg_relay_action(struct sg_relay_sess *rs, const struct sg_action *a, const c
         /* done, but an earlier frame's RECEIPT is still owed: keep the order */
         int prc = sg_rcpt_queue_push(&rs->rq, a->receipt, 1, NULL);
         if (prc == SG_OK) return SG_AGAIN;
-        *errmsg = prc == SG_ETOOMANY ? "too many receipts pending (max_pending_receipts)"
-                                     : "out of memory";
+        *errmsg = prc == SG_ETOOMANY ? SG_RELAY_TOO_MANY_RECEIPTS : "out of memory";
         return prc;
     }
     return rc;

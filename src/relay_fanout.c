@@ -27,13 +27,24 @@ static amqp_bytes_t B(const char *s)
     return amqp_cstring_bytes(s);
 }
 
-static void fail_topic(struct topic *t, const char *msg)
+#define SLOW_BEHIND_MSG "slow consumer: behind for longer than slow_consumer_timeout_ms"
+
+static void fail_topic(struct topic *t, const char *msg, int code)
 {
     struct victims v = {0};
     struct sub *s;
     LIST_FOREACH(s, &t->subs, tnext)
     sg_victims_add(&v, s->rs);
-    sg_victims_fail(&v, msg, 0);
+    sg_victims_fail(&v, msg, code);
+}
+
+/* Ends the slow consumers collected in v, counted in the metrics. */
+static void fail_slow(struct sg_relay *r, struct victims *v, const char *msg)
+{
+    if (v->n && r->env.metrics)
+        atomic_fetch_add_explicit(&r->env.metrics->slow_consumers, (long)v->n,
+                                  memory_order_relaxed);
+    sg_victims_fail(v, msg, SG_WS_CLOSE_POLICY);
 }
 
 void sg_fanout_setup(struct topic *t)
@@ -44,15 +55,11 @@ void sg_fanout_setup(struct topic *t)
     int rc = sg_link_chan_open(l, &sg_topic_chan_ops, t, &t->ch);
     if (rc != SG_OK) {
         if (rc == SG_EBROKER) return;
-        struct victims v = {0};
-        struct sub *s;
-        LIST_FOREACH(s, &t->subs, tnext)
-        sg_victims_add(&v, s->rs);
-        sg_victims_fail(&v,
-                        rc == SG_ETOOMANY ? "too many subscriptions on this broker connection "
-                                            "(broker_channel_max)"
-                                          : "out of memory",
-                        SG_WS_CLOSE_TRY_AGAIN);
+        fail_topic(t,
+                   rc == SG_ETOOMANY ? "too many subscriptions on this broker connection "
+                                       "(broker_channel_max)"
+                                     : "out of memory",
+                   SG_WS_CLOSE_TRY_AGAIN);
         return;
     }
     /* The upstream is consumed with acks and a prefetch window, so that when
@@ -107,11 +114,7 @@ void sg_fanout_ack_all(struct sg_relay *r)
         else if (now - s->behind_since >= timeout)
             sg_victims_add(&slow, s->rs);
     }
-    if (slow.n && r->env.metrics)
-        atomic_fetch_add_explicit(&r->env.metrics->slow_consumers, (long)slow.n,
-                                  memory_order_relaxed);
-    sg_victims_fail(&slow, "slow consumer: behind for longer than slow_consumer_timeout_ms",
-                    SG_WS_CLOSE_POLICY);
+    fail_slow(r, &slow, SLOW_BEHIND_MSG);
     if (sg_relay_pressure(r)) return;
     LIST_FOREACH(rl, &r->links, next)
     LIST_FOREACH(t, &rl->topics, next)
@@ -131,8 +134,7 @@ int sg_fanout_subscribe(struct sg_relay_sess *rs, struct sub *s, const char *rec
         int rc = sg_rcpt_queue_push(&rs->rq, receipt, t && t->ready, &s->rc);
         if (rc != SG_OK) {
             sg_sub_free(s);
-            *errmsg = rc == SG_ETOOMANY ? "too many receipts pending (max_pending_receipts)"
-                                        : "out of memory";
+            *errmsg = rc == SG_ETOOMANY ? SG_RELAY_TOO_MANY_RECEIPTS : "out of memory";
             return rc;
         }
     }
@@ -209,7 +211,7 @@ static void on_delivery(struct sg_link_chan *ch, void *owner, const struct sg_li
     struct victims slow = {0};
     const struct sg_gw_config *cfg = r->env.cfg;
     size_t max = (size_t)cfg->output_buffer_max;
-    int drop = strcmp(cfg->slow_consumer_policy, "close") != 0;
+    int drop = r->drop_policy;
     uint64_t now = drop ? sg_now_ms() : 0, timeout = (uint64_t)cfg->slow_consumer_timeout_ms;
     snprintf(mid, sizeof mid, "%u.%u.%llu", sg_link_gen(t->rl->link), sg_link_chan_id(ch),
              (unsigned long long)d->tag);
@@ -277,13 +279,7 @@ static void on_delivery(struct sg_link_chan *ch, void *owner, const struct sg_li
     if (!pressure && t->last_tag - t->acked_tag >= ACK_BATCH) topic_ack(t);
     /* slow consumers are dropped after the loop: ending a session edits the
      * subscriber list we were walking */
-    if (slow.n && r->env.metrics)
-        atomic_fetch_add_explicit(&r->env.metrics->slow_consumers, (long)slow.n,
-                                  memory_order_relaxed);
-    sg_victims_fail(&slow,
-                    drop ? "slow consumer: behind for longer than slow_consumer_timeout_ms"
-                         : "slow consumer: output buffer limit exceeded",
-                    SG_WS_CLOSE_POLICY);
+    fail_slow(r, &slow, drop ? SLOW_BEHIND_MSG : "slow consumer: output buffer limit exceeded");
 }
 
 static void on_reply(struct sg_link_chan *ch, void *owner, amqp_method_number_t id, void *m)
@@ -316,7 +312,7 @@ static void on_reply(struct sg_link_chan *ch, void *owner, amqp_method_number_t 
 
 static void on_cancelled(struct sg_link_chan *ch, void *owner)
 {
-    fail_topic(owner, "subscription was cancelled by the broker");
+    fail_topic(owner, "subscription was cancelled by the broker", 0);
 }
 
 static void on_closed(struct sg_link_chan *ch, void *owner, int code, const char *text)
@@ -333,7 +329,7 @@ static void on_closed(struct sg_link_chan *ch, void *owner, int code, const char
         snprintf(eb, cap, "subscription to /exchange/%.200s failed: %s", t->exchange, text);
     char msg[512];
     snprintf(msg, sizeof msg, "%s", eb);
-    fail_topic(t, msg);
+    fail_topic(t, msg, 0);
 }
 
 const struct sg_link_chan_ops sg_topic_chan_ops = {

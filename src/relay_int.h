@@ -162,12 +162,16 @@ struct sg_relay {
     size_t held_bytes; /* every held SEND of this worker */
     struct sg_buf scratch, head;
     int shutting_down;
+    int drop_policy; /* slow_consumer_policy is "drop" (parsed once) */
     uint64_t next_qid;
     struct sg_stomp_frame view; /* for views of copied frames */
 };
 
+#define SG_RELAY_TOO_MANY_RECEIPTS "too many receipts pending (max_pending_receipts)"
+
 /* ---- relay.c: calls into sessions (each may end the session) */
-const char *sg_relay_errbuf(void); /* the thread's error text buffer */
+/* The thread's buffer for an error text (*cap bytes), valid until the
+ * next relay call on this thread (relay.h, sg_relay_action). */
 char *sg_relay_errbuf_w(size_t *cap);
 void sg_rsess_receipt_done(struct sg_relay_sess *rs, struct sg_rcpt *e);
 void sg_rsess_fail(struct sg_relay_sess *rs, const char *msg, const char *receipt, int code);
@@ -199,6 +203,11 @@ int sg_rlink_open_publisher(struct rlink *rl);
 int sg_relay_pressure(const struct sg_relay *r);
 
 /* ---- relay_sub.c */
+/* The x-* SUBSCRIBE or SEND headers that are queue arguments (not
+ * x-queue-name); a keep function for sg_stomp_frame_copy_filter. */
+int sg_sub_is_queue_arg(const struct sg_stomp_header *h, void *arg);
+/* Those arguments as an AMQP table (entries from pool). */
+amqp_table_t sg_sub_args_table(const struct sg_stomp_frame_copy *args, amqp_pool_t *pool);
 extern const struct sg_link_chan_ops sg_sub_chan_ops;
 void sg_sub_setup(struct sub *s);
 void sg_sub_unlink(struct sub *s);

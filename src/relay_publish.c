@@ -41,8 +41,6 @@
 
 #define MAX_RELINKS 5
 
-amqp_table_t sg_sub_args_table(const struct sg_stomp_frame_copy *args, amqp_pool_t *pool);
-
 static amqp_bytes_t B(const char *s)
 {
     return amqp_cstring_bytes(s);
@@ -121,14 +119,18 @@ static void pub_fail(struct sg_relay *r, struct pub *p, const char *msg, int cod
 
 /* Counts p as parked (waiting in memory). force: it was accepted already
  * (a reconnect puts it back), so the bound does not refuse it. Returns 0,
- * or -1 when over hold_bytes (p untouched). */
+ * or -1 when over hold_bytes: p then got its ERROR and is freed. */
 static int park(struct sg_relay *r, struct pub *p, int force)
 {
     if (p->held) return 0;
     size_t max = (size_t)r->env.cfg->hold_bytes;
     /* one SEND larger than the bound may wait alone (16 MiB bodies are
      * allowed); beyond that the bound holds */
-    if (!force && r->held_bytes && r->held_bytes + p->bytes > max) return -1;
+    if (!force && r->held_bytes && r->held_bytes + p->bytes > max) {
+        pub_fail(r, p, "broker unavailable: too many SENDs waiting for the broker (hold_bytes)",
+                 SG_WS_CLOSE_TRY_AGAIN);
+        return -1;
+    }
     r->held_bytes += p->bytes;
     held_add(r, (long)p->bytes);
     p->held = 1;
@@ -138,11 +140,7 @@ static int park(struct sg_relay *r, struct pub *p, int force)
 
 static void hold(struct rlink *rl, struct pub *p, int force)
 {
-    if (park(rl->r, p, force) != 0) {
-        pub_fail(rl->r, p, "broker unavailable: too many SENDs waiting for the broker (hold_bytes)",
-                 SG_WS_CLOSE_TRY_AGAIN);
-        return;
-    }
+    if (park(rl->r, p, force) != 0) return;
     STAILQ_INSERT_TAIL(&rl->held, p, next);
 }
 
@@ -195,23 +193,13 @@ static void prep_free(struct prep *x)
     free(x);
 }
 
-static int keep_x_arg(const struct sg_stomp_header *h, void *arg)
-{
-    return h->key_len > 2 && !memcmp(h->key, "x-", 2) &&
-           !(h->key_len == 12 && !memcmp(h->key, "x-queue-name", 12));
-}
-
 static void prep_wait(struct rlink *rl, enum prep_kind kind, const char *name, struct pub *p)
 {
     struct sg_relay *r = rl->r;
     struct prep *x;
     STAILQ_FOREACH(x, &rl->preps, next)
     if (x->kind == kind && !strcmp(x->name, name)) break;
-    if (park(r, p, 0) != 0) {
-        pub_fail(r, p, "broker unavailable: too many SENDs waiting for the broker (hold_bytes)",
-                 SG_WS_CLOSE_TRY_AGAIN);
-        return;
-    }
+    if (park(r, p, 0) != 0) return;
     if (!x) {
         if (!(x = calloc(1, sizeof *x))) {
             pub_fail(r, p, "out of memory", SG_WS_CLOSE_INTERNAL);
@@ -224,7 +212,7 @@ static void prep_wait(struct rlink *rl, enum prep_kind kind, const char *name, s
             /* queue arguments as a SUBSCRIBE would give them: the x-* headers */
             struct sg_stomp_frame *v = &r->view;
             sg_stomp_frame_copy_view(p->fc, v);
-            x->args = sg_stomp_frame_copy_filter(v, keep_x_arg, NULL, 0, NULL);
+            x->args = sg_stomp_frame_copy_filter(v, sg_sub_is_queue_arg, NULL, 0, NULL);
             if (x->args && !sg_stomp_frame_copy_nheaders(x->args)) {
                 sg_stomp_frame_copy_free(x->args);
                 x->args = NULL;
@@ -311,12 +299,7 @@ void sg_pub_go(struct rlink *rl, struct pub *p)
     if (p->temp_wait) {
         struct sub *t = p->rs ? sg_sub_find(p->rs, p->temp_wait, 1) : NULL;
         if (t && !t->ready) {
-            if (park(r, p, 0) != 0) {
-                pub_fail(r, p,
-                         "broker unavailable: too many SENDs waiting for the broker (hold_bytes)",
-                         SG_WS_CLOSE_TRY_AGAIN);
-                return;
-            }
+            if (park(r, p, 0) != 0) return;
             STAILQ_INSERT_TAIL(&t->waiting, p, next);
             return;
         }
@@ -497,8 +480,7 @@ int sg_pub_send(struct sg_relay_sess *rs, const struct sg_action *a, const char 
         int qrc = sg_rcpt_queue_push(&rs->rq, a->receipt, 0, &p->rc);
         if (qrc != SG_OK) {
             sg_pub_free(p);
-            why = qrc == SG_ETOOMANY ? "too many receipts pending (max_pending_receipts)"
-                                     : "out of memory";
+            why = qrc == SG_ETOOMANY ? SG_RELAY_TOO_MANY_RECEIPTS : "out of memory";
             rc = qrc;
             goto refuse;
         }

@@ -56,7 +56,15 @@ void sg_sub_durable_name(const char *dest, const char *id, char *out, size_t cap
     snprintf(out, cap, "stomp-subscription-%s", enc);
 }
 
-static amqp_table_t sub_args(const struct sg_stomp_frame_copy *args, amqp_pool_t *pool)
+int sg_sub_is_queue_arg(const struct sg_stomp_header *h, void *arg)
+{
+    /* x-* headers become queue arguments (x-queue-type, x-max-length, ...);
+     * x-queue-name names the queue and is not an argument */
+    return h->key_len > 2 && !memcmp(h->key, "x-", 2) &&
+           !(h->key_len == 12 && !memcmp(h->key, "x-queue-name", 12));
+}
+
+amqp_table_t sg_sub_args_table(const struct sg_stomp_frame_copy *args, amqp_pool_t *pool)
 {
     amqp_table_t t = amqp_empty_table;
     size_t nh = args ? sg_stomp_frame_copy_nheaders(args) : 0;
@@ -80,13 +88,6 @@ static amqp_table_t sub_args(const struct sg_stomp_frame_copy *args, amqp_pool_t
         }
     }
     return t;
-}
-
-/* exported for relay_publish.c's queue declares */
-amqp_table_t sg_sub_args_table(const struct sg_stomp_frame_copy *args, amqp_pool_t *pool);
-amqp_table_t sg_sub_args_table(const struct sg_stomp_frame_copy *args, amqp_pool_t *pool)
-{
-    return sub_args(args, pool);
 }
 
 static void sub_ready(struct sub *s)
@@ -126,7 +127,7 @@ void sg_sub_setup(struct sub *s)
         return;
     }
     amqp_pool_t *pool = sg_link_pool(l);
-    amqp_table_t args = sub_args(s->args, pool);
+    amqp_table_t args = sg_sub_args_table(s->args, pool);
     if (s->temp) {
         amqp_queue_declare_t d = {0, B(s->qname), 0, 0, 1, 1, 0, amqp_empty_table};
         sg_link_send(s->ch, AMQP_QUEUE_DECLARE_METHOD, &d);
@@ -296,9 +297,8 @@ static void on_delivery(struct sg_link_chan *ch, void *owner, const struct sg_li
     else
         sg_msg_destination(d->exchange, d->routing_key, dest, sizeof dest);
     size_t bl = evbuffer_get_length(d->body);
-    struct sg_buf *head = &r->head, *sh = &r->scratch;
+    struct sg_buf *head = &r->head;
     sg_buf_clear(head);
-    sg_buf_clear(sh);
     int ackh = v >= 12 && s->ack != SG_ACK_AUTO;
     /* a temp queue's subscription is "/temp-queue/X", as the plugin names it */
     if (sg_msg_encode_head(head, v, s->temp ? s->dest : s->id, ackh ? mid : NULL) != SG_OK ||
