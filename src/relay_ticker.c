@@ -18,7 +18,9 @@
  * at once (after its RECEIPT). Conflation: a subscriber whose output holds
  * more than quote_conflate_bytes is not written to; it owes the symbol's
  * newest price, sent when its output drains, so a slow reader gets at most
- * one pending price per symbol, never a queue (counted in the metrics).
+ * one pending price per symbol, never a queue (counted in the metrics): a
+ * session holds at most quote_conflate_bytes plus one MESSAGE per quote
+ * subscription.
  */
 #include "relay_int.h"
 #include "error.h"
@@ -653,13 +655,12 @@ void sg_ticker_drained(struct sg_relay_sess *rs)
 {
     struct sg_ticker *tk = rs->rl->r->tk;
     if (!tk) return;
+    /* every price it is owed, at most one per subscription: bounded, and
+     * fair (were it cut short when the output fills again, the symbols
+     * first in the list would take every turn) */
     struct qsub *s;
     TAILQ_FOREACH(s, &rs->qsubs, rnext)
-    if (s->pending) {
-        /* written one by one: stop owing as soon as the output fills up again */
-        if (rs->ops->outlen(rs->client) > (size_t)rs->rl->r->env.cfg->quote_conflate_bytes) break;
-        write_one(tk, s);
-    }
+    if (s->pending) write_one(tk, s);
 }
 
 /* ---- the worker's ticker */
