@@ -96,7 +96,8 @@ $(BINDIR)/tests/test_%: $(OBJDIR)/tests/unit/test_%.o $(LIB)
 # that defines every function of amqp_link.h. It is linked ahead of the
 # archive, so amqp_link.o is never pulled from libsg.a (were anything to pull
 # it, its definitions would clash with the fake's and the link would fail).
-RELAY_OBJ := $(addprefix $(OBJDIR)/src/,relay.o relay_publish.o relay_sub.o relay_fanout.o)
+RELAY_OBJ := $(addprefix $(OBJDIR)/src/,relay.o relay_publish.o relay_sub.o relay_fanout.o \
+                                       relay_ticker.o)
 $(BINDIR)/tests/test_relay: $(OBJDIR)/tests/unit/fake_link.o $(OBJDIR)/tests/unit/test_relay.o \
                             $(RELAY_OBJ) $(LIB)
 	@mkdir -p $(dir $@)

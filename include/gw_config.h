@@ -45,6 +45,10 @@ struct sg_gw_config {
     int nack_requeue;
     long long hold_ms, hold_bytes; /* SENDs held while the broker is away */
     long long reconnect_max_ms;
+    /* the stock ticker */
+    char *quote_prefix, *quote_work_queue, *quote_results_queue, *quote_results_exchange;
+    long long quote_interval_ms, quote_work_batch, quote_work_ttl_ms, quote_max_symbols;
+    long long quote_conflate_bytes;
 };
 
 extern const struct sg_opt sg_gw_options[];

@@ -21,6 +21,13 @@ struct sg_metrics {
     atomic_long held_bytes;         /* SEND copies waiting for the broker or a destination */
     atomic_long auth_rejected_busy; /* CONNECTs refused: auth_queue_max logins pending */
     atomic_long dropped; /* fan-out deliveries skipped for subscribers behind, over memory_max */
+    /* the stock ticker (relay_ticker.c) */
+    atomic_long quote_subscriptions; /* quote subscriptions open */
+    atomic_long quote_updates;       /* prices received from the quote daemons */
+    atomic_long quote_messages;      /* quote MESSAGE frames written */
+    atomic_long quote_conflated; /* prices replaced by a newer one before a slow reader got them */
+    atomic_long quote_work;      /* work messages published */
+    atomic_long quote_results_bad; /* result messages that were not JSON or had bad entries */
 };
 
 #endif

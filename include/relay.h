@@ -44,6 +44,7 @@ struct sg_metrics;
 struct sg_worker;
 struct sg_relay;
 struct sg_relay_sess;
+struct sg_ticker_hub;
 
 /* What the relay needs of its worker; copied by sg_relay_new, the pointers
  * borrowed (they must outlive the relay). */
@@ -62,6 +63,9 @@ struct sg_relay_env {
     /* write out what deliveries queued (one writev per client per batch) */
     void (*flush)(void *arg);
     void *flush_arg;
+    /* the process's stock-ticker hub (ticker.h): destinations under
+     * cfg->quote_prefix are quote subscriptions; NULL: none are */
+    struct sg_ticker_hub *ticker;
 };
 
 /* A client connection as the relay sees it; implemented by conn.c. Every
@@ -119,5 +123,9 @@ int sg_relay_action(struct sg_relay_sess *rs, const struct sg_action *a, const c
 
 /* The client's output buffer drained: resume throttled consumers. */
 void sg_relay_drained(struct sg_relay_sess *rs);
+
+/* The ticker hub has work for this relay's worker (its wake function):
+ * may be called from any thread. */
+void sg_relay_ticker_wake(struct sg_relay *r);
 
 #endif

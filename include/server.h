@@ -25,6 +25,7 @@
 
 struct ssl_ctx_st;
 struct sg_auth;
+struct sg_ticker_hub;
 struct sg_ip_count;
 struct sg_worker;
 
@@ -40,6 +41,7 @@ struct sg_server {
     char client_root[4096]; /* realpath of client_dir, "" if missing */
     struct sg_metrics m;
     struct sg_auth *auth;
+    struct sg_ticker_hub *ticker; /* NULL when quote_prefix is empty */
     pthread_mutex_t ip_lock;
     struct sg_ip_count *ip_table; /* only when max_connections_per_ip > 0 */
     atomic_int draining;

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "conn.h"
 #include "relay.h"
+#include "ticker.h"
 #include "server.h"
 #include "util.h"
 
@@ -239,7 +240,7 @@ static void http_reply(struct sg_conn *c, int status, const char *ctype, const c
 static void serve_metrics(struct sg_conn *c, int head_only)
 {
     struct sg_metrics *m = &c->s->m;
-    char body[4096];
+    char body[16384];
     int n = 0;
 #define METRIC(name, type, help, val)                                                              \
     n += snprintf(body + n, sizeof body - (size_t)n,                                               \
@@ -284,6 +285,22 @@ static void serve_metrics(struct sg_conn *c, int head_only)
            atomic_load(&m->auth_rejected_busy));
     METRIC("auth_queue_length", "gauge", "Client logins pending (queued or being checked).",
            sg_auth_queue_length(c->s->auth));
+    METRIC("quote_symbols", "gauge", "Symbols in the quote interest set.",
+           c->s->ticker ? sg_ticker_hub_interest(c->s->ticker, NULL, 0) : 0);
+    METRIC("quote_subscriptions", "gauge", "Open quote subscriptions.",
+           atomic_load(&m->quote_subscriptions));
+    METRIC("quote_updates_total", "counter", "Prices received from the quote daemons.",
+           atomic_load(&m->quote_updates));
+    METRIC("quote_messages_total", "counter", "Quote MESSAGE frames written.",
+           atomic_load(&m->quote_messages));
+    METRIC("quote_conflated_total", "counter",
+           "Prices replaced by a newer one before a backed-up subscriber got them.",
+           atomic_load(&m->quote_conflated));
+    METRIC("quote_work_published_total", "counter", "Work messages sent to the quote daemons.",
+           atomic_load(&m->quote_work));
+    METRIC("quote_results_invalid_total", "counter",
+           "Result messages that were not JSON arrays or had invalid entries.",
+           atomic_load(&m->quote_results_bad));
 #undef METRIC
     http_reply(c, 200, "text/plain; version=0.0.4", body, (size_t)n, head_only);
 }

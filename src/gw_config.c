@@ -88,6 +88,23 @@ const struct sg_opt sg_gw_options[] = {
     O(hold_bytes, SG_OPT_SIZE, "64M", 0, 1073741824.0,
       "bound on held/waiting SEND bytes per worker"),
     O(reconnect_max_ms, SG_OPT_INT, "5000", 100, MS, "cap of the broker reconnect backoff"),
+    /* the stock ticker (relay_ticker.c) */
+    O(quote_prefix, SG_OPT_STR, "/queue/stocks.", 0, 0,
+      "SUBSCRIBE prefix of quote subscriptions (prefix + SYMBOL); empty = off"),
+    O(quote_work_queue, SG_OPT_STR, "stocks.work", 0, 0, "durable queue the interest set goes to"),
+    O(quote_results_queue, SG_OPT_STR, "stocks.result", 0, 0,
+      "durable queue of quote results (one bridge)"),
+    O(quote_results_exchange, SG_OPT_STR, "", 0, 0,
+      "fanout exchange of quote results; each bridge binds its own queue (several bridges)"),
+    O(quote_interval_ms, SG_OPT_INT, "1000", 50, MS,
+      "send the whole interest set this often while it is not empty"),
+    O(quote_work_batch, SG_OPT_INT, "100", 1, 100000, "symbols per work message"),
+    O(quote_work_ttl_ms, SG_OPT_INT, "10000", 0, MS,
+      "expiration of work messages (stale work is not answered); 0 = none"),
+    O(quote_max_symbols, SG_OPT_INT, "10000", 1, 1000000,
+      "symbols subscribed or cached at once, all sessions"),
+    O(quote_conflate_bytes, SG_OPT_SIZE, "64K", 0, 1073741824.0,
+      "a quote subscriber with more output queued gets only the newest price per symbol"),
     {0},
 };
 
@@ -129,6 +146,10 @@ int sg_gw_config_check(const void *cfg, FILE *err)
         strcmp(c->slow_consumer_policy, "close") != 0) {
         fprintf(err, "config: slow_consumer_policy: must be drop or close (got \"%s\")\n",
                 c->slow_consumer_policy);
+        errors++;
+    }
+    if (c->quote_prefix[0] && c->quote_prefix[0] != '/') {
+        fprintf(err, "config: quote_prefix: \"%s\" must start with /\n", c->quote_prefix);
         errors++;
     }
     if (!c->ws_paths || !c->ws_paths[0]) {

@@ -6,6 +6,7 @@
 #include "gw_config.h"
 #include "log.h"
 #include "metrics.h"
+#include "ticker.h"
 #include "util.h"
 #include "ws_frame.h"
 
@@ -127,6 +128,7 @@ static void link_up(struct sg_link *l, void *arg)
     TAILQ_FOREACH(s, &rs->subs, snext)
     if (!s->topic) sg_sub_setup(s);
     sg_victims_release(&held);
+    if (rl->service) sg_ticker_link_up(rl->r, 0);
 }
 
 static void link_down(struct sg_link *l, void *arg)
@@ -143,6 +145,7 @@ static void link_down(struct sg_link *l, void *arg)
     TAILQ_FOREACH(rs, &rl->sessions, next)
     TAILQ_FOREACH(s, &rs->subs, snext)
     sg_sub_link_down(s);
+    if (rl->service) sg_ticker_link_down(rl->r, 0);
 }
 
 static void link_refused(struct sg_link *l, void *arg, const char *reason)
@@ -169,6 +172,8 @@ static void plink_up(struct sg_link *l, void *arg)
     sg_victims_hold_all(&held, arg);
     sg_pub_link_up(arg);
     sg_victims_release(&held);
+    struct rlink *rl = arg;
+    if (rl->service) sg_ticker_link_up(rl->r, 1);
 }
 
 static void plink_down(struct sg_link *l, void *arg)
@@ -181,6 +186,7 @@ static void plink_down(struct sg_link *l, void *arg)
         rs->ops->pause_read(rs->client, 0);
     }
     sg_pub_link_down(rl);
+    if (rl->service) sg_ticker_link_down(rl->r, 1);
 }
 
 static void plink_blocked(struct sg_link *l, void *arg, int blocked)
@@ -326,7 +332,7 @@ struct sg_relay *sg_relay_new(const struct sg_relay_env *env)
     struct timeval tv = {0, 250000};
     event_add(r->hold_timer, &tv);
     r->service = rlink_get(r, cfg->broker_user, cfg->broker_password, cfg->broker_vhost, 1);
-    if (!r->service) {
+    if (!r->service || sg_ticker_new(r) != SG_OK) {
         sg_relay_free(r);
         return NULL;
     }
@@ -337,6 +343,7 @@ void sg_relay_shutdown(struct sg_relay *r)
 {
     if (!r) return;
     r->shutting_down = 1;
+    sg_ticker_shutdown(r);
     struct rlink *rl;
     LIST_FOREACH(rl, &r->links, next)
     {
@@ -349,6 +356,7 @@ void sg_relay_shutdown(struct sg_relay *r)
 void sg_relay_free(struct sg_relay *r)
 {
     if (!r) return;
+    sg_ticker_free(r);
     struct rlink *rl;
     while ((rl = LIST_FIRST(&r->links))) {
         LIST_REMOVE(rl, next);
@@ -380,6 +388,7 @@ int sg_relay_attach(struct sg_relay *r, const struct sg_relay_client_ops *ops, v
     rs->ops = ops;
     rs->client = client;
     TAILQ_INIT(&rs->subs);
+    TAILQ_INIT(&rs->qsubs);
     sg_rcpt_queue_init(&rs->rq, (size_t)r->env.cfg->max_pending_receipts);
     snprintf(rs->login, sizeof rs->login, "%s", login);
     TAILQ_INSERT_TAIL(&rs->rl->sessions, rs, next);
@@ -396,6 +405,7 @@ void sg_relay_detach(struct sg_relay_sess *rs)
     struct sub *s;
     /* the client is being freed: nothing below may call into it */
     rs->failing = 1;
+    sg_ticker_detach(rs);
     while ((s = TAILQ_FIRST(&rs->subs))) {
         TAILQ_REMOVE(&rs->subs, s, snext);
         struct pub *p;
@@ -415,7 +425,9 @@ void sg_relay_detach(struct sg_relay_sess *rs)
 
 void sg_relay_drained(struct sg_relay_sess *rs)
 {
-    if (!rs || !sg_link_is_open(rs->rl->link)) return;
+    if (!rs) return;
+    sg_ticker_drained(rs); /* quotes need no broker connection of the session's */
+    if (!sg_link_is_open(rs->rl->link)) return;
     struct sub *s;
     TAILQ_FOREACH(s, &rs->subs, snext)
     sg_sub_drained(s);
@@ -441,6 +453,9 @@ static int do_subscribe(struct sg_relay_sess *rs, const struct sg_action *a, con
         *errmsg = eb;
         return SG_ETOOMANY;
     }
+    const char *sym;
+    if (r->tk && sg_ticker_quote_dest(cfg->quote_prefix, a->destination, &sym))
+        return sg_ticker_subscribe(rs, a, sym, errmsg);
     struct sub *s = calloc(1, sizeof *s);
     if (!s) goto nomem;
     STAILQ_INIT(&s->waiting);
@@ -517,6 +532,7 @@ nomem:
 
 static int do_unsubscribe(struct sg_relay_sess *rs, const struct sg_action *a, const char **errmsg)
 {
+    if (sg_ticker_unsubscribe(rs, a->sub_id) == SG_OK) return SG_OK;
     /* "/temp-queue/X" names a temp queue: unsubscribing removes it */
     int temp = !strncmp(a->sub_id, "/temp-queue/", 12);
     struct sub *s = sg_sub_find(rs, temp ? a->sub_id + 12 : a->sub_id, temp);
@@ -541,6 +557,8 @@ static int do_ack(struct sg_relay_sess *rs, const struct sg_action *a, int nack,
     unsigned gen, chid;
     unsigned long long tag;
     int n = 0;
+    /* quote MESSAGEs (relay_ticker.c) need no acknowledgement */
+    if (a->ack_id && !strncmp(a->ack_id, "q-", 2)) return SG_OK;
     if (!a->ack_id || sscanf(a->ack_id, "%u.%u.%llu%n", &gen, &chid, &tag, &n) != 3 ||
         a->ack_id[n]) {
         *errmsg = "unknown ack id";

@@ -22,6 +22,8 @@ struct sub;
 struct topic;
 struct pub;
 struct prep;
+struct qsub;
+struct sg_ticker;
 
 STAILQ_HEAD(pub_list, pub);
 
@@ -145,7 +147,8 @@ struct sg_relay_sess {
     const struct sg_relay_client_ops *ops;
     void *client;
     struct sess_sub_list subs; /* set up again in this order after a reconnect */
-    size_t nsubs;              /* including temp queues */
+    TAILQ_HEAD(, qsub) qsubs;  /* quote subscriptions (relay_ticker.c) */
+    size_t nsubs;              /* including temp queues and quote subscriptions */
     struct sg_rcpt_queue rq;
     char login[256];
     int failing;
@@ -165,6 +168,7 @@ struct sg_relay {
     int drop_policy; /* slow_consumer_policy is "drop" (parsed once) */
     uint64_t next_qid;
     struct sg_stomp_frame view; /* for views of copied frames */
+    struct sg_ticker *tk;       /* quote subscriptions, when env.ticker is set */
 };
 
 #define SG_RELAY_TOO_MANY_RECEIPTS "too many receipts pending (max_pending_receipts)"
@@ -243,5 +247,24 @@ void sg_pub_go(struct rlink *rl, struct pub *p);
 void sg_pub_free(struct pub *p);
 void sg_pub_hold_timeouts(struct sg_relay *r);
 void sg_pub_free_all(struct rlink *rl);
+
+/* ---- relay_ticker.c: quote subscriptions (the stock ticker) */
+/* The worker's ticker (r->tk), when r->env.ticker is set; worker 0 also
+ * opens the service connection's publishing link for the work. SG_OK or
+ * SG_ENOMEM (r->tk may then be partly built: sg_ticker_free it). */
+int sg_ticker_new(struct sg_relay *r);
+void sg_ticker_free(struct sg_relay *r);
+void sg_ticker_shutdown(struct sg_relay *r);
+/* The service connection (publishing: its publishing link) came up or
+ * went down. */
+void sg_ticker_link_up(struct sg_relay *r, int publishing);
+void sg_ticker_link_down(struct sg_relay *r, int publishing);
+/* A SUBSCRIBE to quote_prefix + sym (semantics of sg_relay_action). */
+int sg_ticker_subscribe(struct sg_relay_sess *rs, const struct sg_action *a, const char *sym,
+                        const char **errmsg);
+/* SG_OK if id was a quote subscription of rs (now ended), else SG_ENOKEY. */
+int sg_ticker_unsubscribe(struct sg_relay_sess *rs, const char *id);
+void sg_ticker_detach(struct sg_relay_sess *rs);
+void sg_ticker_drained(struct sg_relay_sess *rs);
 
 #endif

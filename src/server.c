@@ -5,6 +5,7 @@
 #include "error.h"
 #include "log.h"
 #include "relay.h"
+#include "ticker.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -239,6 +240,14 @@ static int add_listeners(struct sg_server *s, char **specs, int tls)
 }
 
 /* ---- workers */
+/* The ticker hub's wake function: worker w has quotes (or, worker 0, new
+ * symbols) to handle. Called on any worker's thread. */
+static void ticker_wake(void *arg, int w)
+{
+    struct sg_server *s = arg;
+    if (w >= 0 && w < s->nworkers) sg_relay_ticker_wake(s->workers[w].relay);
+}
+
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sg_worker *w = arg;
@@ -350,6 +359,9 @@ int sg_server_run(struct sg_gw_config *cfg)
     s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
     if (!s->workers) goto out;
     if (!(s->auth = sg_auth_new(cfg, s->nworkers > 2 ? s->nworkers : 2))) goto out;
+    if (cfg->quote_prefix[0] && !(s->ticker = sg_ticker_hub_new((size_t)cfg->quote_max_symbols,
+                                                                s->nworkers, ticker_wake, s)))
+        goto out;
     for (int i = 0; i < s->nworkers; i++) {
         struct sg_worker *w = &s->workers[i];
         w->srv = s;
@@ -369,6 +381,7 @@ int sg_server_run(struct sg_gw_config *cfg)
             .memory_share = memory_budget(cfg) / (size_t)s->nworkers,
             .flush = sg_conn_flush_pending,
             .flush_arg = w,
+            .ticker = s->ticker,
         };
         w->relay = sg_relay_new(&env);
         if (!w->relay) goto out;
@@ -406,6 +419,7 @@ out:
         w->relay = NULL;
     }
     if (s->auth) sg_auth_free(s->auth);
+    sg_ticker_hub_free(s->ticker); /* after the relays, which held symbols in it */
     for (int i = 0; s->workers && i < s->nworkers; i++) {
         struct sg_worker *w = &s->workers[i];
         sg_auth_drain(w);
