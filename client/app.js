@@ -39,6 +39,7 @@ const st = {
   conn: 'connecting', // connecting | online | waiting | offline | failed
   lastError: '',
   storageOk: true,
+  netDown: navigator.onLine === false, // the browser's own idea of its network
 };
 
 // ---- connection state, shown at all times
@@ -73,6 +74,7 @@ function renderDetail() {
   } else if (st.conn === 'online' && !st.storageOk) {
     text = 'symbols are not saved (storage unavailable)';
   }
+  if (st.netDown && st.conn !== 'offline') text = text ? `no network; ${text}` : 'the browser reports no network';
   if (els.detail.textContent !== text) els.detail.textContent = text;
 }
 
@@ -331,18 +333,19 @@ els.input.addEventListener('input', () => {
 
 els.toggle.addEventListener('click', () => (st.wantOnline ? goOffline() : goOnline()));
 
-// The browser's own network events: retry at once when it is back.
+// The browser's own network events: say so, and retry at once when it is back
+// (a socket that died meanwhile is found by the heart-beats).
 window.addEventListener('online', () => {
+  st.netDown = false;
+  renderDetail();
   if (st.wantOnline && st.conn === 'waiting') {
     st.attempt = 0;
     connect();
   }
 });
 window.addEventListener('offline', () => {
-  if (st.wantOnline) {
-    st.lastError = 'the browser reports no network';
-    renderDetail();
-  }
+  st.netDown = true;
+  renderDetail();
 });
 
 // Leaving the page: say DISCONNECT rather than drop the socket.

@@ -179,6 +179,7 @@ class Daemon {
 
 // stockd and stompgate on broker, with queue names of their own (the broker may
 // be shared with other runs). The page logs in as stompgate's default_login.
+// gateway: config overrides; stockd: overrides, or false for no stockd.
 export async function startStack(broker, { gateway = {}, stockd = {} } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'sg-browser-'));
   const id = randomUUID().slice(0, 8);
@@ -222,7 +223,7 @@ export async function startStack(broker, { gateway = {}, stockd = {} } = {}) {
     },
   };
   try {
-    await stack.startStockd();
+    if (stockd !== false) await stack.startStockd();
     await stack.startGateway();
   } catch (e) {
     await stack.stop().catch(() => {});
