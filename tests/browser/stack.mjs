@@ -243,7 +243,8 @@ export const CHROMIUM_FLAGS = [
 // Debian's Chromium with a fresh profile. Every page of the context records
 // CSP violations (window.__cspViolations), and the returned object collects
 // console errors, page errors and dialogs, which the tests expect none of.
-export async function launchBrowser({ viewport = { width: 1024, height: 720 } } = {}) {
+// ignoreHTTPSErrors: accept the test's self-signed certificate (https and wss).
+export async function launchBrowser({ viewport = { width: 1024, height: 720 }, ignoreHTTPSErrors = false } = {}) {
   const profile = mkdtempSync(join(tmpdir(), 'sg-chromium-'));
   const ctx = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.SG_CHROMIUM || '/usr/bin/chromium',
@@ -251,6 +252,7 @@ export async function launchBrowser({ viewport = { width: 1024, height: 720 } } 
     chromiumSandbox: false,
     args: CHROMIUM_FLAGS,
     viewport,
+    ignoreHTTPSErrors,
     timeout: scaled(30000),
   });
   const problems = [];
