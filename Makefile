@@ -56,10 +56,11 @@ all: $(CLIENT_VENDOR)
 else
 all: client-vendor-missing
 endif
-client/vendor/stomp.umd.min.js: $(STOMPJS)/bundles/stomp.umd.min.js
+# the lockfile is a prerequisite too, so an upgrade recopies whatever mtimes npm gave the files
+client/vendor/stomp.umd.min.js: $(STOMPJS)/bundles/stomp.umd.min.js package-lock.json
 	@mkdir -p $(dir $@)
 	cp $< $@
-client/vendor/stompjs-LICENSE.txt: $(STOMPJS)/LICENSE
+client/vendor/stompjs-LICENSE.txt: $(STOMPJS)/LICENSE package-lock.json
 	@mkdir -p $(dir $@)
 	cp $< $@
 client-vendor-missing:
