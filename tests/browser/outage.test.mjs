@@ -1,7 +1,7 @@
 // The page through outages, in Chromium against the real stack: the broker
 // restarted (a RabbitMQ node of this file's own, so the shared one is never
-// touched), the browser's network gone and back, and a server that refuses
-// the page's login.
+// touched), the browser's network gone and back, stockd gone and back, and a
+// server that refuses the page's login.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { ownBroker, startStack, launchBrowser, waitFor, scaled } from './stack.mjs';
@@ -75,6 +75,24 @@ test('the browser loses its network: the page says so, and is back Online with p
   const p = await lastPrice('AAPL');
   await waitPriceChange('AAPL', p, scaled(15000));
   browser.problems.length = 0;
+});
+
+test('stockd stops: the time since the last update counts up, rows go stale after 15 s, and recover', async () => {
+  await stack.stockd.stop();
+  const age = () => row('AAPL').locator('.age').textContent();
+  const seconds = async () => Number((await age()).match(/^(\d+) s ago$/)?.[1] ?? -1);
+  await waitFor(async () => (await seconds()) >= 3, scaled(10000), '"3 s ago"');
+  const a = await seconds();
+  await waitFor(async () => (await seconds()) > a, scaled(5000), 'the age counting up');
+  assert.doesNotMatch(await row('AAPL').getAttribute('class'), /stale/, 'not stale yet');
+  await waitFor(async () => /stale/.test(await row('AAPL').getAttribute('class')), scaled(20000), 'stale');
+  assert.ok((await seconds()) >= 15, 'stale after 15 s without a price');
+  assert.equal(await conn(), 'online', 'the connection itself is fine');
+  const p = await lastPrice('AAPL');
+  await stack.startStockd();
+  await waitPriceChange('AAPL', p, scaled(15000));
+  assert.doesNotMatch(await row('AAPL').getAttribute('class'), /stale/);
+  assert.match(await age(), /just now|^\d s ago/);
 });
 
 test('a server that refuses the login: the page shows the server\'s reason and keeps retrying with backoff', async () => {
