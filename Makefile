@@ -42,9 +42,29 @@ FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BINDIR)/tests/replay_%)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=bin/fuzz/%)
 
 .PHONY: all asan unit fuzz fuzz-smoke test test-unit test-integration run deps bench clean \
-        format install check-format
+        format install check-format client-vendor-missing
 
 all: $(BINDIR)/stompgate $(BINDIR)/stockd
+
+# The ticker page's STOMP client: @stomp/stompjs's browser bundle (and its licence), copied
+# from node_modules (scripts/deps.sh installs it from package-lock.json) into what
+# stompgate serves. client/vendor/ is generated and git-ignored; no CDN.
+STOMPJS      := node_modules/@stomp/stompjs
+CLIENT_VENDOR := client/vendor/stomp.umd.min.js client/vendor/stompjs-LICENSE.txt
+ifneq ($(wildcard $(STOMPJS)/bundles/stomp.umd.min.js),)
+all: $(CLIENT_VENDOR)
+else
+all: client-vendor-missing
+endif
+# the lockfile is a prerequisite too, so an upgrade recopies whatever mtimes npm gave the files
+client/vendor/stomp.umd.min.js: $(STOMPJS)/bundles/stomp.umd.min.js package-lock.json
+	@mkdir -p $(dir $@)
+	cp $< $@
+client/vendor/stompjs-LICENSE.txt: $(STOMPJS)/LICENSE package-lock.json
+	@mkdir -p $(dir $@)
+	cp $< $@
+client-vendor-missing:
+	@echo "warning: $(STOMPJS) is not installed (make deps): the ticker page has no STOMP client" >&2
 
 $(OBJDIR)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -134,6 +154,6 @@ install: all
 	cp -r client/. $(DESTDIR)$(PREFIX)/share/stompgate/client/
 
 clean:
-	rm -rf build bin
+	rm -rf build bin client/vendor
 
 -include $(shell find build -name '*.d' 2>/dev/null)
