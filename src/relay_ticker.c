@@ -264,7 +264,9 @@ static void publish_work(struct sg_ticker *tk, char (*syms)[SG_TICKER_SYM_CAP], 
 {
     struct sg_relay *r = tk->r;
     const struct sg_gw_config *cfg = r->env.cfg;
-    if (!tk->wready || !n) return;
+    /* a broker that blocks publishers stops reading the connection: the work
+     * waits for the next interval rather than fill a socket nobody reads */
+    if (!tk->wready || !n || sg_link_is_blocked(r->service->plink)) return;
     amqp_basic_properties_t p;
     memset(&p, 0, sizeof p);
     char ttl[24];
