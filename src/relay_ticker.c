@@ -212,7 +212,11 @@ static void fan_out(struct sg_ticker *tk, const struct sg_quote *q)
 {
     struct sg_relay *r = tk->r;
     struct tsym *ts = *tslot(tk, q->symbol);
-    if (!ts || (ts->has && ts->last.seq >= q->seq)) return;
+    /* only an older price is stale: the same one may be in ts->last
+     * already when a new subscriber copied it from the hub before this
+     * take, and then the earlier subscribers have not had it yet (the new
+     * ones leave the fresh list below, so nobody gets it twice) */
+    if (!ts || (ts->has && ts->last.seq > q->seq)) return;
     ts->last = *q;
     ts->has = 1;
     size_t max = (size_t)r->env.cfg->quote_conflate_bytes;

@@ -327,7 +327,8 @@ size_t sg_ticker_hub_take(struct sg_ticker_hub *h, int w, struct sg_quote *out, 
         set_bit(e->dirty, w, 0);
         out[i] = e->q;
     }
-    memmove(l->v, l->v + n, (l->n - n) * sizeof *l->v);
+    /* an empty list may have no array yet: memmove(NULL, ...) is UB */
+    if (l->n > n) memmove(l->v, l->v + n, (l->n - n) * sizeof *l->v);
     l->n -= n;
     pthread_mutex_unlock(&h->mu);
     return n;
@@ -343,7 +344,7 @@ size_t sg_ticker_hub_take_new(struct sg_ticker_hub *h, char (*out)[SG_TICKER_SYM
         e->is_new = 0;
         if (e->nheld) memcpy(out[n++], e->sym, SG_TICKER_SYM_CAP);
     }
-    memmove(l->v, l->v + i, (l->n - i) * sizeof *l->v);
+    if (l->n > i) memmove(l->v, l->v + i, (l->n - i) * sizeof *l->v);
     l->n -= i;
     pthread_mutex_unlock(&h->mu);
     return n;
