@@ -37,6 +37,7 @@ struct sg_auth;
 struct sg_worker;
 struct sg_link;
 struct sg_link_chan;
+struct sg_metrics;
 
 #define SG_LINK_DRAIN_BATCH 256
 
@@ -51,6 +52,12 @@ struct sg_link_env {
     /* called after each drain: write out what the frames produced */
     void (*flush)(void *arg);
     void *flush_arg;
+    /* counters (metrics.h), may be NULL: deliveries, connections open, lost
+     * and re-established, service connections up, and the fan-out latency:
+     * for each delivery on a channel whose ops have .fanout set, the time
+     * from reading its last frame to the end of the flush that follows the
+     * drain */
+    struct sg_metrics *metrics;
 };
 
 /* The link's owner. All optional (NULL). */
@@ -87,6 +94,10 @@ struct sg_link_chan_ops {
      * already sent), or code 0 and text NULL when the link went down. No
      * callback follows; ch must not be used after this returns. */
     void (*closed)(struct sg_link_chan *ch, void *owner, int code, const char *text);
+    /* 1: the delivery callback writes the message to clients, so the flush
+     * after the drain puts it on their sockets: timed in the fan-out
+     * latency histogram (env->metrics) */
+    int fanout;
 };
 
 /* Creates a link and starts logging in. login, passcode, vhost are copied

@@ -11,8 +11,13 @@ struct sg_worker;
 struct sockaddr;
 struct sg_auth_req;
 
-/* Called by the worker's listener for each accepted socket (takes fd). */
-void sg_conn_accept(struct sg_worker *w, int fd, const struct sockaddr *sa, int socklen, int tls);
+/* What a listener is (sg_conn_accept's flags). */
+#define SG_LISTEN_TLS 1   /* tls_listen: TLS first */
+#define SG_LISTEN_ADMIN 2 /* admin_listen: /metrics, /healthz and /readyz only, to anyone */
+
+/* Called by the worker's listener for each accepted socket (takes fd).
+ * flags: SG_LISTEN_* of the listener it came in on. */
+void sg_conn_accept(struct sg_worker *w, int fd, const struct sockaddr *sa, int socklen, int flags);
 /* Closes every connection of the worker (shutdown), with close code 1001. */
 void sg_conn_close_all(struct sg_worker *w);
 /* Frees every connection immediately (after the loop ended). */

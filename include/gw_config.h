@@ -18,6 +18,10 @@ struct sg_gw_config {
     char **ws_paths;
     char **allowed_origins;
     int echo_endpoint;
+    /* /metrics and /readyz: listeners of their own, or open to every peer
+     * on the public listeners (default: loopback peers only) */
+    char **admin_listen;
+    int metrics_public;
     long long max_message;
     long long max_connect_frame; /* max_message and STOMP bound until CONNECTED */
     long long max_request_line, max_headers, max_header_bytes;

@@ -149,6 +149,14 @@ struct sg_stomp_session_ops {
      * (NULL: sg_strerror's); it need only stay valid until the op returns,
      * the session copies it into the ERROR frame at once. */
     int (*relay)(void *ctx, const struct sg_action *act, const char **errmsg);
+    /* Optional (NULL: not called), for the metrics. frame_in: a complete
+     * frame was decoded (before it is handled; frames replayed by a COMMIT
+     * are not decoded again). error_sent: an ERROR frame went out through
+     * send; err is the sg_err the session closes with (SG_EBROKER after
+     * sg_stomp_session_fail) and message its message header, borrowed for
+     * the call. */
+    void (*frame_in)(void *ctx, enum sg_stomp_cmd cmd);
+    void (*error_sent)(void *ctx, int err, const char *message);
 };
 
 struct sg_stomp_session_config {

@@ -1,6 +1,7 @@
 /* util.h - the few helpers every module shares: one monotonic clock, one
- * percent-decoder, one ASCII case-insensitive compare. No allocation; only
- * sg_now_ms touches the system (it reads the clock).
+ * percent-decoder, one ASCII case-insensitive compare, the loopback test.
+ * No allocation; only sg_now_ms and sg_now_ns touch the system (they read
+ * the clock).
  */
 #ifndef SG_UTIL_H
 #define SG_UTIL_H
@@ -11,6 +12,16 @@
 /* Milliseconds of CLOCK_MONOTONIC (never goes back, unrelated to the wall
  * clock). Safe from any thread. */
 uint64_t sg_now_ms(void);
+/* The same clock in nanoseconds (latency measurements). */
+uint64_t sg_now_ns(void);
+
+struct sockaddr;
+/* 1 if sa (len bytes, as accept() returned it) is a loopback address:
+ * IPv4 127.0.0.0/8 (RFC 1122 3.2.1.3), IPv6 ::1 (RFC 4291 2.5.3), or
+ * either written as an IPv4-mapped IPv6 address (::ffff:127.x.y.z, RFC 4291
+ * 2.5.5.2). 0 for every other address, another family, NULL, or a len too
+ * short for its family. Pure: sa is only read. */
+int sg_addr_is_loopback(const struct sockaddr *sa, size_t len);
 
 /* Percent-decodes src[0..len) (RFC 3986 2.1: pct-encoded = "%" HEXDIG
  * HEXDIG, either case) into out, cap bytes including the terminating NUL.

@@ -24,7 +24,7 @@ struct sg_worker {
     pthread_t thread;
     struct event_base *base;
     struct evconnlistener **listeners;
-    int *listener_tls;
+    int *listener_flags; /* SG_LISTEN_* of each listener (conn.h) */
     size_t nlisteners;
     struct event *stop_ev; /* activated from the main thread */
     struct sg_conn *conns; /* doubly linked, owned */

@@ -3,6 +3,7 @@
 #include "auth.h"
 #include "error.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #include <amqp_framing.h>
@@ -53,6 +54,12 @@ struct sg_link {
     uint16_t next_chan;
     struct sg_auth_req *connecting;
     amqp_pool_t pool;
+    int counted_open; /* counted in metrics->links_open (and service_up) */
+    /* when each fan-out delivery of the current drain was read (ns): a
+     * delivery takes at least two frames (method, header), so a batch
+     * holds fewer than SG_LINK_DRAIN_BATCH of them */
+    uint64_t lat_t[SG_LINK_DRAIN_BATCH / 2];
+    unsigned lat_n;
 };
 
 static amqp_bytes_t B(const char *s)
@@ -215,10 +222,17 @@ static void delivery_complete(struct sg_link_chan *ch)
 {
     if (ch->asm_return) {
         ch->returned_next = 1; /* its confirm comes next */
-    } else if (!ch->closing && ch->ops && ch->ops->delivery) {
-        struct sg_link_delivery d = {ch->tag,  ch->redelivered, ch->exch, ch->rkey,
-                                     ch->ctag, ch->props,       ch->body};
-        ch->ops->delivery(ch, ch->owner, &d);
+    } else {
+        struct sg_link *l = ch->l;
+        SG_METRIC_ADD(l->env->metrics, deliveries, 1);
+        if (!ch->closing && ch->ops && ch->ops->delivery) {
+            if (ch->ops->fanout && l->env->metrics &&
+                l->lat_n < sizeof l->lat_t / sizeof l->lat_t[0])
+                l->lat_t[l->lat_n++] = sg_now_ns();
+            struct sg_link_delivery d = {ch->tag,  ch->redelivered, ch->exch, ch->rkey,
+                                         ch->ctag, ch->props,       ch->body};
+            ch->ops->delivery(ch, ch->owner, &d);
+        }
     }
     ch->asm_state = 0;
     ch->asm_return = 0;
@@ -347,9 +361,20 @@ static void on_frame(struct sg_link *l, amqp_frame_t *f)
 
 static void link_connect(struct sg_link *l);
 
+/* The connection is no longer open (lost or freed): uncount it. */
+static void uncount_open(struct sg_link *l)
+{
+    if (!l->counted_open) return;
+    l->counted_open = 0;
+    SG_METRIC_ADD(l->env->metrics, links_open, -1);
+    if (l->service) SG_METRIC_ADD(l->env->metrics, service_up, -1);
+}
+
 static void link_lost(struct sg_link *l)
 {
     if (l->state != L_OPEN && l->state != L_FAILING) return;
+    uncount_open(l);
+    SG_METRIC_ADD(l->env->metrics, link_losses, 1);
     sg_log(SG_LOG_WARN, "broker connection (worker %d, user %s, vhost %s%s) lost: %s; reconnecting",
            l->env->worker_id, l->login, l->vhost, l->service ? ", service" : "",
            l->fail_reason[0] ? l->fail_reason : "closed");
@@ -414,6 +439,14 @@ static void drain(struct sg_link *l)
 {
     drain_frames(l);
     if (l->env->flush) l->env->flush(l->env->flush_arg);
+    /* the fan-out deliveries of this drain are on their clients' sockets
+     * (or queued where a socket would block): one latency each */
+    if (l->lat_n) {
+        uint64_t now = sg_now_ns();
+        for (unsigned i = 0; i < l->lat_n; i++)
+            sg_metrics_observe_latency(l->env->metrics, now - l->lat_t[i]);
+        l->lat_n = 0;
+    }
 }
 
 static void read_cb(evutil_socket_t fd, short what, void *arg)
@@ -470,6 +503,10 @@ static void link_up(struct sg_link *l, amqp_connection_state_t amqp)
     event_add(l->rev, NULL);
     struct timeval tv = {1, 0};
     event_add(l->retry, &tv);
+    l->counted_open = 1;
+    SG_METRIC_ADD(l->env->metrics, links_open, 1);
+    if (l->service) SG_METRIC_ADD(l->env->metrics, service_up, 1);
+    if (l->ever_up) SG_METRIC_ADD(l->env->metrics, link_reconnects, 1);
     uint64_t now = sg_now_ms();
     if (l->ever_up)
         sg_log(SG_LOG_WARN,
@@ -563,6 +600,7 @@ struct sg_link *sg_link_new(const struct sg_link_env *env, const char *login, co
 void sg_link_free(struct sg_link *l)
 {
     if (!l) return;
+    uncount_open(l);
     if (l->connecting) l->connecting->conn = NULL;
     if (l->amqp) {
         amqp_connection_close_t m = {AMQP_REPLY_SUCCESS, B("shutting down"), 0, 0};

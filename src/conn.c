@@ -8,6 +8,7 @@
  * frees it on the way out (enter/leave).
  */
 #include "auth.h"
+#include "buf.h"
 #include "error.h"
 #include "log.h"
 #include "conn.h"
@@ -54,6 +55,10 @@ struct sg_conn {
     struct sg_conn *prev, *next;
     struct bufferevent *bev;
     int fd, tls;
+    int admin;     /* came in on an admin_listen listener */
+    int loopback;  /* the peer is on 127.0.0.0/8 or ::1 */
+    int transport; /* SG_TRANSPORT_* (metrics.h) */
+    int ver_slot;  /* 1 + the STOMP version counted in m.sessions, 0 if none */
     char ip[INET6_ADDRSTRLEN];
     char id[48];
     enum cstate state;
@@ -174,6 +179,7 @@ static void ws_send_close(struct sg_conn *c, int code, const char *reason)
     size_t n = sg_ws_close_frame(f, code, reason);
     out_bytes(c, f, n);
     c->close_sent = 1;
+    sg_metrics_count_close(&c->s->m, 1, code);
 }
 
 /* The last bytes are written. Plain TCP: half-close and read until EOF, so
@@ -237,72 +243,31 @@ static void http_reply(struct sg_conn *c, int status, const char *ctype, const c
     conn_finish(c);
 }
 
+/* The body is built whole in a growable buffer (a few KiB; bounded so a
+ * bug can never make it grow without end), then sent with its length. */
+#define METRICS_BODY_MAX (1u << 20)
+
 static void serve_metrics(struct sg_conn *c, int head_only)
 {
-    struct sg_metrics *m = &c->s->m;
-    char body[16384];
-    int n = 0;
-#define METRIC(name, type, help, val)                                                              \
-    n += snprintf(body + n, sizeof body - (size_t)n,                                               \
-                  "# HELP stompgate_" name " " help "\n# TYPE stompgate_" name " " type            \
-                  "\nstompgate_" name " %ld\n",                                                    \
-                  (long)(val))
-    METRIC("connections", "gauge", "Open TCP connections.", atomic_load(&m->conns_open));
-    METRIC("connections_accepted_total", "counter", "Accepted TCP connections.",
-           atomic_load(&m->conns_accepted));
-    METRIC("websockets", "gauge", "Open WebSocket connections.", atomic_load(&m->ws_open));
-    METRIC("websocket_upgrades_total", "counter", "Accepted upgrades.",
-           atomic_load(&m->ws_upgrades));
-    METRIC("handshakes_rejected_total", "counter", "Handshakes answered with an error.",
-           atomic_load(&m->hs_rejected));
-    METRIC("http_requests_total", "counter", "Plain HTTP requests.",
-           atomic_load(&m->http_requests));
-    METRIC("stomp_sessions", "gauge", "Connected STOMP sessions.",
-           atomic_load(&m->stomp_connected));
-    METRIC("ws_messages_received_total", "counter", "WebSocket data messages received.",
-           atomic_load(&m->ws_msgs_in));
-    METRIC("ws_messages_sent_total", "counter", "WebSocket data messages sent.",
-           atomic_load(&m->ws_msgs_out));
-    METRIC("bytes_received_total", "counter", "Bytes received.", atomic_load(&m->bytes_in));
-    METRIC("bytes_sent_total", "counter", "Bytes sent.", atomic_load(&m->bytes_out));
-    METRIC("ws_protocol_errors_total", "counter", "Connections failed with 1002/1007/1009.",
-           atomic_load(&m->ws_close_protocol));
-    METRIC("slow_consumers_total", "counter", "Sessions dropped as slow consumers.",
-           atomic_load(&m->slow_consumers));
-    long buffered = 0;
-    for (int i = 0; i < c->s->nworkers; i++)
-        buffered += atomic_load_explicit(&c->s->workers[i].out_bytes, memory_order_relaxed);
-    METRIC("buffered_bytes", "gauge", "Bytes queued for clients, not yet written.", buffered);
-    METRIC("dropped_messages_total", "counter",
-           "Fan-out deliveries skipped for subscribers behind while over memory_max.",
-           atomic_load(&m->dropped));
-    METRIC("held_bytes", "gauge", "SEND copies waiting for the broker or a destination.",
-           atomic_load(&m->held_bytes));
-    METRIC("auth_ok_total", "counter", "Broker-accepted logins.", atomic_load(&m->auth_ok));
-    METRIC("auth_refused_total", "counter", "Refused logins.", atomic_load(&m->auth_refused));
-    METRIC("auth_rejected_busy_total", "counter",
-           "CONNECTs refused at once because auth_queue_max logins were pending.",
-           atomic_load(&m->auth_rejected_busy));
-    METRIC("auth_queue_length", "gauge", "Client logins pending (queued or being checked).",
-           sg_auth_queue_length(c->s->auth));
-    METRIC("quote_symbols", "gauge", "Symbols in the quote interest set.",
-           c->s->ticker ? sg_ticker_hub_interest(c->s->ticker, NULL, 0) : 0);
-    METRIC("quote_subscriptions", "gauge", "Open quote subscriptions.",
-           atomic_load(&m->quote_subscriptions));
-    METRIC("quote_updates_total", "counter", "Prices received from the quote daemons.",
-           atomic_load(&m->quote_updates));
-    METRIC("quote_messages_total", "counter", "Quote MESSAGE frames written.",
-           atomic_load(&m->quote_messages));
-    METRIC("quote_conflated_total", "counter",
-           "Prices replaced by a newer one before a backed-up subscriber got them.",
-           atomic_load(&m->quote_conflated));
-    METRIC("quote_work_published_total", "counter", "Work messages sent to the quote daemons.",
-           atomic_load(&m->quote_work));
-    METRIC("quote_results_invalid_total", "counter",
-           "Result messages that were not JSON arrays or had invalid entries.",
-           atomic_load(&m->quote_results_bad));
-#undef METRIC
-    http_reply(c, 200, "text/plain; version=0.0.4", body, (size_t)n, head_only);
+    struct sg_server *s = c->s;
+    struct sg_metrics_extra x = {0};
+    for (int i = 0; i < s->nworkers; i++)
+        x.buffered_bytes += atomic_load_explicit(&s->workers[i].out_bytes, memory_order_relaxed);
+    x.auth_queue_length = (long)sg_auth_queue_length(s->auth);
+    x.quote_symbols = s->ticker ? (long)sg_ticker_hub_interest(s->ticker, NULL, 0) : 0;
+    x.nworkers = s->nworkers;
+    x.uptime_s = (double)(sg_now_ms() - s->start_ms) / 1000.0;
+    x.version = SG_VERSION;
+    struct sg_buf body;
+    sg_buf_init(&body, METRICS_BODY_MAX);
+    if (sg_metrics_render(&body, &s->m, &x) != SG_OK) {
+        sg_buf_reset(&body);
+        http_error(c, 500, "cannot render the metrics");
+        return;
+    }
+    http_reply(c, 200, "text/plain; version=0.0.4; charset=utf-8", (const char *)body.data,
+               body.len, head_only);
+    sg_buf_reset(&body);
 }
 
 /* Sent with every static file. The page loads only its own scripts, styles
@@ -464,6 +429,19 @@ static int is_ws_path(struct sg_server *s, const char *path)
     return 0;
 }
 
+/* Who may read /metrics and /readyz (/healthz is public: liveness
+ * probes): anyone on an admin listener; on the public listeners, anyone
+ * with metrics_public, nobody (404) once admin_listen moved them to
+ * listeners of their own, else only loopback peers (403 for the others).
+ * Returns 200 (allowed), 403 or 404. */
+static int admin_allowed(const struct sg_conn *c)
+{
+    const struct sg_gw_config *cfg = c->s->cfg;
+    if (c->admin || cfg->metrics_public) return 200;
+    if (cfg->admin_listen && cfg->admin_listen[0]) return 404;
+    return c->loopback ? 200 : 403;
+}
+
 static void serve_http(struct sg_conn *c, const struct sg_http_request *req)
 {
     atomic_fetch_add_explicit(&c->s->m.http_requests, 1, memory_order_relaxed);
@@ -478,15 +456,23 @@ static void serve_http(struct sg_conn *c, const struct sg_http_request *req)
         http_error(c, 400, "bad request target");
         return;
     }
+    int metrics = !strcmp(path, "/metrics");
     if (!strcmp(path, "/healthz")) {
         http_reply(c, 200, "text/plain", "ok\n", 3, head);
-    } else if (!strcmp(path, "/readyz")) {
-        if (sg_relay_ready(c->w->relay))
+    } else if (metrics || !strcmp(path, "/readyz")) {
+        int allow = admin_allowed(c);
+        if (allow == 404)
+            http_error(c, 404, "not found");
+        else if (allow == 403)
+            http_error(c, 403, "forbidden: only loopback peers may read this");
+        else if (metrics)
+            serve_metrics(c, head);
+        else if (sg_relay_ready(c->w->relay))
             http_reply(c, 200, "text/plain", "ready\n", 6, head);
         else
             http_reply(c, 503, "text/plain", "broker unavailable\n", 19, head);
-    } else if (!strcmp(path, "/metrics")) {
-        serve_metrics(c, head);
+    } else if (c->admin) {
+        http_error(c, 404, "not found"); /* an admin listener serves nothing else */
     } else if (strcmp(path, "/") != 0 && is_ws_path(c->s, path)) {
         http_error(c, 426, "this is a WebSocket endpoint: send Upgrade: websocket");
     } else {
@@ -501,6 +487,27 @@ static void op_send(void *ctx, const uint8_t *frame, size_t len)
     struct sg_conn *c = ctx;
     if (c->close_sent) return;
     ws_send(c, sg_utf8_valid(frame, len) ? SG_WS_OP_TEXT : SG_WS_OP_BINARY, frame, len);
+    /* the session sends CONNECTED, RECEIPT and ERROR: its command line */
+    const uint8_t *eol = memchr(frame, '\n', len < 16 ? len : 16);
+    int slot = eol ? sg_metrics_frame_out_slot(
+                         sg_stomp_cmd_parse((const char *)frame, (size_t)(eol - frame)))
+                   : -1;
+    if (slot >= 0) atomic_fetch_add_explicit(&c->s->m.frames_out[slot], 1, memory_order_relaxed);
+}
+
+static void op_frame_in(void *ctx, enum sg_stomp_cmd cmd)
+{
+    struct sg_conn *c = ctx;
+    atomic_fetch_add_explicit(&c->s->m.frames_in[sg_metrics_frame_in_slot((int)cmd)], 1,
+                              memory_order_relaxed);
+}
+
+static void op_error_sent(void *ctx, int err, const char *message)
+{
+    struct sg_conn *c = ctx;
+    if (c->close_sent) return; /* op_send dropped it */
+    enum sg_err_reason r = sg_metrics_error_reason(err, message);
+    atomic_fetch_add_explicit(&c->s->m.errors[r], 1, memory_order_relaxed);
 }
 
 static void op_send_heartbeat(void *ctx)
@@ -569,6 +576,8 @@ static const struct sg_stomp_session_ops session_ops = {
     .close = op_close,
     .authenticate = op_authenticate,
     .relay = op_relay,
+    .frame_in = op_frame_in,
+    .error_sent = op_error_sent,
 };
 
 void sg_conn_auth_done(struct sg_auth_req *r)
@@ -593,6 +602,12 @@ void sg_conn_auth_done(struct sg_auth_req *r)
         if (sg_stomp_session_state(c->sess) == SG_SESS_CONNECTED && !c->stomp_counted) {
             c->stomp_counted = 1;
             atomic_fetch_add_explicit(&c->s->m.stomp_connected, 1, memory_order_relaxed);
+            int v = sg_stomp_session_version(c->sess) - 10, t = c->tls ? 1 : 0;
+            if (v >= 0 && v < SG_STOMP_VERSIONS) {
+                c->ver_slot = v + 1;
+                atomic_fetch_add_explicit(&c->s->m.sessions[v][t], 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&c->s->m.sessions_total[v][t], 1, memory_order_relaxed);
+            }
             sg_log_sess(SG_LOG_INFO, c->id, "STOMP %d.%d session %s for %s",
                         sg_stomp_session_version(c->sess) / 10,
                         sg_stomp_session_version(c->sess) % 10, sg_stomp_session_id(c->sess),
@@ -668,6 +683,10 @@ static void handle_http(struct sg_conn *c, struct evbuffer *in)
         http_error(c, req->error_status ? req->error_status : 400, req->error);
         return;
     }
+    if (c->admin) {
+        serve_http(c, req); /* plain HTTP only: no upgrade, no static files */
+        return;
+    }
     if (c->over_cap) {
         atomic_fetch_add_explicit(&c->s->m.hs_rejected, 1, memory_order_relaxed);
         http_error(c, 503, "too many connections, try again later");
@@ -723,6 +742,7 @@ static void on_ws_event(struct sg_conn *c, const struct sg_ws_event *ev)
         c->dl_pong = 0;
         break;
     case SG_WS_EV_CLOSE:
+        sg_metrics_count_close(&c->s->m, 0, ev->close_code);
         if (!c->close_sent) {
             /* echo the peer's code (RFC 6455 5.5.1); none -> empty close */
             ws_send_close(c, ev->close_code == SG_WS_CLOSE_NO_STATUS ? 0 : ev->close_code, NULL);
@@ -857,7 +877,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- lifecycle */
 
-void sg_conn_accept(struct sg_worker *w, int fd, const struct sockaddr *sa, int socklen, int tls)
+void sg_conn_accept(struct sg_worker *w, int fd, const struct sockaddr *sa, int socklen, int flags)
 {
     struct sg_server *s = w->srv;
     struct sg_conn *c = calloc(1, sizeof *c);
@@ -865,10 +885,14 @@ void sg_conn_accept(struct sg_worker *w, int fd, const struct sockaddr *sa, int 
         close(fd);
         return;
     }
+    int tls = !!(flags & SG_LISTEN_TLS);
     c->w = w;
     c->s = s;
     c->fd = fd;
     c->tls = tls;
+    c->admin = !!(flags & SG_LISTEN_ADMIN);
+    c->transport = c->admin ? SG_TRANSPORT_ADMIN : tls ? SG_TRANSPORT_WSS : SG_TRANSPORT_WS;
+    c->loopback = socklen > 0 && sg_addr_is_loopback(sa, (size_t)socklen);
     c->state = CS_HTTP;
     snprintf(c->id, sizeof c->id, "w%d-c%llu", w->id, (unsigned long long)++w->next_conn_id);
     if (sa->sa_family == AF_INET)
@@ -903,11 +927,17 @@ void sg_conn_accept(struct sg_worker *w, int fd, const struct sockaddr *sa, int 
     }
     long open_now = atomic_fetch_add(&s->m.conns_open, 1) + 1;
     atomic_fetch_add_explicit(&s->m.conns_accepted, 1, memory_order_relaxed);
-    if (open_now > s->cfg->max_connections) c->over_cap = 1;
-    if (sg_ip_acquire(s, c->ip))
-        c->ip_counted = 1;
-    else
-        c->over_cap = 1;
+    atomic_fetch_add_explicit(&s->m.conns_by_transport[c->transport], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->m.accepted_by_transport[c->transport], 1, memory_order_relaxed);
+    /* an admin connection is answered even at the caps: that is when an
+     * operator needs the metrics */
+    if (!c->admin) {
+        if (open_now > s->cfg->max_connections) c->over_cap = 1;
+        if (sg_ip_acquire(s, c->ip))
+            c->ip_counted = 1;
+        else
+            c->over_cap = 1;
+    }
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
     w->conns = c;
@@ -915,8 +945,8 @@ void sg_conn_accept(struct sg_worker *w, int fd, const struct sockaddr *sa, int 
     bufferevent_setwatermark(c->bev, EV_READ, 0, (size_t)s->cfg->max_message + READ_HWM_SLACK);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     c->dl_hs = sg_now_ms() + (uint64_t)s->cfg->handshake_timeout_ms;
-    sg_log_sess(SG_LOG_DEBUG, c->id, "accepted %s%s from %s", tls ? "TLS " : "",
-                c->over_cap ? "(over cap)" : "", c->ip);
+    sg_log_sess(SG_LOG_DEBUG, c->id, "accepted %s%s%s from %s", tls ? "TLS " : "",
+                c->admin ? "admin " : "", c->over_cap ? "(over cap)" : "", c->ip);
     rearm(c);
 }
 
@@ -936,9 +966,11 @@ static void conn_free(struct sg_conn *c)
     if (c->sess) sg_stomp_session_free(c->sess);
     if (c->echo_buf) evbuffer_free(c->echo_buf);
     if (c->stomp_counted) atomic_fetch_sub(&s->m.stomp_connected, 1);
+    if (c->ver_slot) atomic_fetch_sub(&s->m.sessions[c->ver_slot - 1][c->tls ? 1 : 0], 1);
     if (c->ws_counted) atomic_fetch_sub(&s->m.ws_open, 1);
     if (c->ip_counted) sg_ip_release(s, c->ip);
     atomic_fetch_sub(&s->m.conns_open, 1);
+    atomic_fetch_sub(&s->m.conns_by_transport[c->transport], 1);
     event_free(c->timer);
     if (c->out_cb) {
         struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -1007,6 +1039,8 @@ static void rop_write(void *client, const void *head, size_t head_len, struct ev
     }
     atomic_fetch_add_explicit(&c->s->m.bytes_out, (long)(hl + n), memory_order_relaxed);
     atomic_fetch_add_explicit(&c->s->m.ws_msgs_out, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->s->m.frames_out[sg_metrics_frame_out_slot(SG_STOMP_MESSAGE)], 1,
+                              memory_order_relaxed);
     if (c->sess) sg_stomp_session_on_sent(c->sess, sg_now_ms());
     if (c->manual_write && !c->dirty_idx && !c->in_cb) {
         struct sg_worker *w = c->w;

@@ -30,6 +30,10 @@ const struct sg_opt sg_gw_options[] = {
     O(ws_paths, SG_OPT_LIST, "/,/ws,/stomp", 0, 0, "paths that accept WebSocket upgrades"),
     O(allowed_origins, SG_OPT_LIST, "", 0, 0, "Origin allow-list; empty = any (logged)"),
     O(echo_endpoint, SG_OPT_BOOL, "false", 0, 0, "test-only /echo WebSocket endpoint"),
+    O(admin_listen, SG_OPT_ADDRS, "", 0, 0,
+      "HTTP listeners for /metrics, /healthz, /readyz, open to all; set: public ones 404 them"),
+    O(metrics_public, SG_OPT_BOOL, "false", 0, 0,
+      "/metrics and /readyz for any peer on public listeners (else loopback only)"),
     /* size defaults no stricter than RabbitMQ's web_stomp (16 MiB bodies) */
     O(max_message, SG_OPT_SIZE, "16448K", 126, 1073741824.0, "max WebSocket message (1009)"),
     O(max_connect_frame, SG_OPT_SIZE, "64K", 256, 1073741824.0,

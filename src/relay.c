@@ -321,6 +321,7 @@ struct sg_relay *sg_relay_new(const struct sg_relay_env *env)
     r->lenv.channel_max = (unsigned)cfg->broker_channel_max;
     r->lenv.flush = env->flush;
     r->lenv.flush_arg = env->flush_arg;
+    r->lenv.metrics = env->metrics;
     LIST_INIT(&r->links);
     sg_buf_init(&r->scratch, 0);
     sg_buf_init(&r->head, 0);

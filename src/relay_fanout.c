@@ -160,6 +160,7 @@ int sg_fanout_subscribe(struct sg_relay_sess *rs, struct sub *s, const char *rec
     LIST_INSERT_HEAD(&t->subs, s, tnext);
     TAILQ_INSERT_TAIL(&rs->subs, s, snext);
     rs->nsubs++;
+    SG_METRIC_ADD(rl->r->env.metrics, subs_shared, 1);
     if (t->ready) {
         s->ready = 1;
         struct sg_rcpt *e = s->rc;
@@ -337,4 +338,5 @@ const struct sg_link_chan_ops sg_topic_chan_ops = {
     .delivery = on_delivery,
     .cancelled = on_cancelled,
     .closed = on_closed,
+    .fanout = 1,
 };

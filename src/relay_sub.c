@@ -12,6 +12,7 @@
 #include "error.h"
 #include "gw_config.h"
 #include "log.h"
+#include "metrics.h"
 #include "msg_encode.h"
 #include "ws_frame.h"
 
@@ -169,6 +170,7 @@ int sg_sub_subscribe_private(struct sg_relay_sess *rs, struct sub *s, const char
 {
     TAILQ_INSERT_TAIL(&rs->subs, s, snext);
     rs->nsubs++;
+    SG_METRIC_ADD(rs->rl->r->env.metrics, subs_private, 1);
     sg_sub_setup(s);
     return SG_AGAIN;
 }
@@ -207,13 +209,23 @@ struct sub *sg_sub_temp_ensure(struct sg_relay_sess *rs, const char *name, const
     snprintf(s->ctag, sizeof s->ctag, "sg-temp-%llu", q);
     TAILQ_INSERT_TAIL(&rs->subs, s, snext);
     rs->nsubs++;
+    SG_METRIC_ADD(r->env.metrics, subs_temp, 1);
     sg_sub_setup(s);
     return s;
 }
 
 void sg_sub_unlink(struct sub *s)
 {
-    if (s->rs) s->rs->nsubs--;
+    if (s->rs) {
+        s->rs->nsubs--;
+        struct sg_metrics *m = s->rs->rl->r->env.metrics;
+        if (s->topic)
+            SG_METRIC_ADD(m, subs_shared, -1);
+        else if (s->temp)
+            SG_METRIC_ADD(m, subs_temp, -1);
+        else
+            SG_METRIC_ADD(m, subs_private, -1);
+    }
     if (s->topic) {
         sg_fanout_remove(s->topic, s);
     } else if (s->ch) {
@@ -370,4 +382,5 @@ const struct sg_link_chan_ops sg_sub_chan_ops = {
     .delivery = on_delivery,
     .cancelled = on_cancelled,
     .closed = on_closed,
+    .fanout = 1,
 };

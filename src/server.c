@@ -132,10 +132,10 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                       void *arg)
 {
     struct sg_worker *w = arg;
-    int tls = 0;
+    int flags = 0;
     for (size_t i = 0; i < w->nlisteners; i++)
-        if (w->listeners[i] == l) tls = w->listener_tls[i];
-    sg_conn_accept(w, fd, sa, len, tls);
+        if (w->listeners[i] == l) flags = w->listener_flags[i];
+    sg_conn_accept(w, fd, sa, len, flags);
 }
 
 static void reenable_cb(evutil_socket_t fd, short what, void *arg)
@@ -195,7 +195,8 @@ static int probe_free(const struct sockaddr_storage *ss, socklen_t len, const ch
     return rc;
 }
 
-static int add_listeners(struct sg_server *s, char **specs, int tls)
+/* flags: SG_LISTEN_* (conn.h), given to every connection accepted there */
+static int add_listeners(struct sg_server *s, char **specs, int flags)
 {
     if (!specs) return 0;
     for (char **p = specs; *p; p++) {
@@ -227,14 +228,25 @@ static int add_listeners(struct sg_server *s, char **specs, int tls)
                 return -1;
             }
             evconnlistener_set_error_cb(l, accept_error_cb);
-            w->listeners = realloc(w->listeners, (w->nlisteners + 1) * sizeof *w->listeners);
-            w->listener_tls = realloc(w->listener_tls, (w->nlisteners + 1) * sizeof(int));
+            struct evconnlistener **nl =
+                realloc(w->listeners, (w->nlisteners + 1) * sizeof *w->listeners);
+            if (nl) w->listeners = nl;
+            int *nf = realloc(w->listener_flags, (w->nlisteners + 1) * sizeof(int));
+            if (nf) w->listener_flags = nf;
+            if (!nl || !nf) {
+                evconnlistener_free(l);
+                return -1;
+            }
             w->listeners[w->nlisteners] = l;
-            w->listener_tls[w->nlisteners] = tls;
+            w->listener_flags[w->nlisteners] = flags;
             w->nlisteners++;
         }
-        sg_log(SG_LOG_INFO, "listening on %s://%s (%d workers)", tls ? "wss" : "ws", *p,
-               s->nworkers);
+        if (flags & SG_LISTEN_ADMIN)
+            sg_log(SG_LOG_INFO, "admin (/metrics, /healthz, /readyz) on http://%s (%d workers)", *p,
+                   s->nworkers);
+        else
+            sg_log(SG_LOG_INFO, "listening on %s://%s (%d workers)",
+                   (flags & SG_LISTEN_TLS) ? "wss" : "ws", *p, s->nworkers);
     }
     return 0;
 }
@@ -387,7 +399,8 @@ int sg_server_run(struct sg_gw_config *cfg)
         if (!w->relay) goto out;
     }
     if (add_listeners(s, cfg->listen, 0) != 0) goto out;
-    if (add_listeners(s, cfg->tls_listen, 1) != 0) goto out;
+    if (add_listeners(s, cfg->tls_listen, SG_LISTEN_TLS) != 0) goto out;
+    if (add_listeners(s, cfg->admin_listen, SG_LISTEN_ADMIN) != 0) goto out;
 
     main_base = event_base_new();
     ev_int = evsignal_new(main_base, SIGINT, sig_cb, main_base);
@@ -427,7 +440,7 @@ out:
             evconnlistener_free(w->listeners[j]);
         free(w->listeners);
         free(w->dirty);
-        free(w->listener_tls);
+        free(w->listener_flags);
         if (w->auth_ev) event_free(w->auth_ev);
         if (w->stop_ev) event_free(w->stop_ev);
         if (w->base) event_base_free(w->base);

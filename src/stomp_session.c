@@ -218,8 +218,9 @@ static void error_close(struct sg_stomp_session *s, const char *message, const c
         /* a receipt value this version cannot carry (e.g. a trailing CR in
          * 1.0/1.1): the ERROR still goes out, without receipt-id */
         h[1] = h[2];
-        (void)send_frame(s, SG_STOMP_ERROR, h, n - 1, (const uint8_t *)body, strlen(body), 1);
+        rc = send_frame(s, SG_STOMP_ERROR, h, n - 1, (const uint8_t *)body, strlen(body), 1);
     }
+    if (rc == SG_OK && s->ops->error_sent) s->ops->error_sent(s->ctx, err, msg);
     do_close(s, ws_code, msg, err);
 }
 
@@ -459,7 +460,10 @@ static void on_connect(struct sg_stomp_session *s, const struct sg_stomp_frame *
                 hdr("version", versions_text(s->subproto_cap)),
                 hdr("content-type", "text/plain"),
             };
-            (void)send_frame(s, SG_STOMP_ERROR, h, 3, (const uint8_t *)msg, strlen(msg), 1);
+            if (send_frame(s, SG_STOMP_ERROR, h, 3, (const uint8_t *)msg, strlen(msg), 1) ==
+                    SG_OK &&
+                s->ops->error_sent)
+                s->ops->error_sent(s->ctx, SG_EVERSION, msg);
             do_close(s, WS_PROTOCOL, "unsupported STOMP version", SG_EVERSION);
             return;
         }
@@ -950,6 +954,7 @@ out:
 
 static void on_frame(struct sg_stomp_session *s, const struct sg_stomp_frame *f)
 {
+    if (s->ops->frame_in) s->ops->frame_in(s->ctx, f->cmd);
     if (s->state == SG_SESS_AWAIT_CONNECT) {
         if (f->cmd == SG_STOMP_CONNECT || f->cmd == SG_STOMP_STOMP)
             on_connect(s, f);

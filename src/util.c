@@ -1,8 +1,11 @@
-/* util.c - the shared clock, percent-decoder and ASCII compare (util.h). */
+/* util.c - the shared clock, percent-decoder, ASCII compare and loopback
+ * test (util.h). */
 #include "util.h"
 #include "error.h"
 
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 uint64_t sg_now_ms(void)
@@ -10,6 +13,33 @@ uint64_t sg_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t sg_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int sg_addr_is_loopback(const struct sockaddr *sa, size_t len)
+{
+    if (!sa || len < sizeof(sa_family_t)) return 0;
+    if (sa->sa_family == AF_INET) {
+        if (len < sizeof(struct sockaddr_in)) return 0;
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        const uint8_t *a = (const uint8_t *)&s4->sin_addr.s_addr; /* network order */
+        return a[0] == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        if (len < sizeof(struct sockaddr_in6)) return 0;
+        const uint8_t *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        static const uint8_t zero[15] = {0};
+        if (memcmp(a, mapped, sizeof mapped) == 0) return a[12] == 127; /* ::ffff:127.x.y.z */
+        return memcmp(a, zero, sizeof zero) == 0 && a[15] == 1;         /* ::1 */
+    }
+    return 0;
 }
 
 static int hex_val(unsigned char c)

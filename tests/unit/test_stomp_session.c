@@ -74,6 +74,11 @@ struct h {
     struct ract a[MAXA];
     size_t na;
     int calls_after_close;
+    /* the optional metrics ops (test_metrics_ops sets them) */
+    int frames_in[SG_STOMP_ERROR + 1];
+    int nerr, last_err;
+    char last_err_msg[600];
+    size_t nf_at_error; /* frames sent when error_sent came */
     char log[16384];
     size_t loglen;
 };
@@ -199,6 +204,23 @@ static int st_relay(void *ctx, const struct sg_action *act, const char **errmsg)
     }
     if (h->relay_rc < 0) *errmsg = h->relay_err;
     return h->relay_rc;
+}
+
+static void st_frame_in(void *ctx, enum sg_stomp_cmd cmd)
+{
+    struct h *h = ctx;
+    assert_true(cmd > SG_STOMP_NONE && cmd <= SG_STOMP_ERROR);
+    h->frames_in[cmd]++;
+}
+
+static void st_error_sent(void *ctx, int err, const char *message)
+{
+    struct h *h = ctx;
+    assert_int_equal(h->closes, 0); /* right after the ERROR, before the close */
+    h->nerr++;
+    h->last_err = err;
+    h->nf_at_error = h->nf;
+    snprintf(h->last_err_msg, sizeof h->last_err_msg, "%s", message);
 }
 
 /* ---- harness */
@@ -1870,6 +1892,76 @@ static void test_header_edge_cases(void **state)
     h_free(h);
 }
 
+/* ---- the optional metrics ops */
+
+static void test_metrics_ops(void **state)
+{
+    (void)state;
+    struct h *h = h_alloc();
+    h->ops.frame_in = st_frame_in;
+    h->ops.error_sent = st_error_sent;
+    h_start(h, 0);
+    const char *c = connect_frame(12);
+    assert_int_equal(feed(h, c, strlen(c) + 1), SG_OK);
+    assert_int_equal(h->frames_in[SG_STOMP_CONNECT], 1);
+    assert_int_equal(FEED(h, "SEND\ndestination:/queue/a\n\nx\0SEND\ndestination:/queue/a\n\ny\0"),
+                     SG_OK);
+    assert_int_equal(FEED(h, "BEGIN\ntransaction:t\n\n\0SEND\ndestination:/queue/a\n"
+                             "transaction:t\n\nz\0COMMIT\ntransaction:t\n\n\0"),
+                     SG_OK);
+    /* frames as decoded: the SEND replayed by COMMIT is not counted again */
+    assert_int_equal(h->frames_in[SG_STOMP_SEND], 3);
+    assert_int_equal(h->frames_in[SG_STOMP_BEGIN], 1);
+    assert_int_equal(h->frames_in[SG_STOMP_COMMIT], 1);
+    assert_int_equal(h->na, 3);
+    assert_int_equal(h->nerr, 0);
+    /* a frame that fails: counted, then its ERROR reported with the code */
+    assert_int_equal(FEED(h, "SUBSCRIBE\nid:1\n\n\0"), SG_ESTOMP);
+    assert_int_equal(h->frames_in[SG_STOMP_SUBSCRIBE], 1);
+    assert_int_equal(h->nerr, 1);
+    assert_int_equal(h->last_err, SG_ESTOMP);
+    assert_string_equal(h->last_err_msg, "missing destination header");
+    assert_int_equal(h->nf_at_error, h->nf); /* after the ERROR went out */
+    assert_error(h, "missing destination header", 1002);
+    h_free(h);
+
+    /* no common version: the ERROR of on_connect */
+    h = h_alloc();
+    h->ops.error_sent = st_error_sent;
+    h_start(h, 0);
+    assert_int_equal(FEED(h, "CONNECT\naccept-version:2.0\n\n\0"), SG_EVERSION);
+    assert_int_equal(h->nerr, 1);
+    assert_int_equal(h->last_err, SG_EVERSION);
+    assert_int_equal(last(h)->cmd, SG_STOMP_ERROR);
+    h_free(h);
+
+    /* the relay's failure: SG_EBROKER and its text */
+    h = h_alloc();
+    h->ops.error_sent = st_error_sent;
+    h_start(h, 0);
+    assert_int_equal(feed(h, c, strlen(c) + 1), SG_OK);
+    sg_stomp_session_fail(h->s, "slow consumer", NULL, 1008);
+    assert_int_equal(h->nerr, 1);
+    assert_int_equal(h->last_err, SG_EBROKER);
+    assert_string_equal(h->last_err_msg, "slow consumer");
+    assert_error(h, "slow consumer", 1008);
+    /* closed: nothing more is reported */
+    sg_stomp_session_fail(h->s, "again", NULL, 0);
+    assert_int_equal(h->nerr, 1);
+    h_free(h);
+
+    /* a DISCONNECT is no error */
+    h = h_alloc();
+    h->ops.frame_in = st_frame_in;
+    h->ops.error_sent = st_error_sent;
+    h_start(h, 0);
+    assert_int_equal(feed(h, c, strlen(c) + 1), SG_OK);
+    assert_int_equal(FEED(h, "DISCONNECT\nreceipt:r\n\n\0"), SG_OK);
+    assert_int_equal(h->frames_in[SG_STOMP_DISCONNECT], 1);
+    assert_int_equal(h->nerr, 0);
+    h_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1915,6 +2007,7 @@ int main(void)
         cmocka_unit_test(test_receipt_unrepresentable),
         cmocka_unit_test(test_long_error_text),
         cmocka_unit_test(test_header_edge_cases),
+        cmocka_unit_test(test_metrics_ops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

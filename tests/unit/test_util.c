@@ -1,7 +1,7 @@
 /* test_util.c - the shared helpers of util.h: the monotonic clock, the
  * percent-decoder (table of vectors with every cap, plus the precedence of
- * malformed input over a too small cap) and the ASCII case-insensitive
- * compare (no locale folding). */
+ * malformed input over a too small cap), the ASCII case-insensitive
+ * compare (no locale folding) and the loopback test. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +11,11 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <locale.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 
 #include "error.h"
@@ -198,6 +202,103 @@ static void test_ascii_casecmp(void **state)
     }
 }
 
+/* ---- sg_now_ns */
+
+static void test_now_ns_matches_ms(void **state)
+{
+    (void)state;
+    uint64_t ms0 = sg_now_ms(), ns = sg_now_ns(), ms1 = sg_now_ms();
+    /* the same clock: ns / 1e6 lies between two ms readings around it */
+    assert_true(ns / 1000000 >= ms0 && ns / 1000000 <= ms1);
+    uint64_t a = sg_now_ns();
+    for (int i = 0; i < 1000; i++) {
+        uint64_t b = sg_now_ns();
+        assert_true(b >= a);
+        a = b;
+    }
+}
+
+/* ---- sg_addr_is_loopback */
+
+static int loop4(const char *ip)
+{
+    struct sockaddr_in s4 = {0};
+    s4.sin_family = AF_INET;
+    s4.sin_port = htons(8181);
+    assert_int_equal(inet_pton(AF_INET, ip, &s4.sin_addr), 1);
+    return sg_addr_is_loopback((const struct sockaddr *)&s4, sizeof s4);
+}
+
+static int loop6(const char *ip)
+{
+    struct sockaddr_in6 s6 = {0};
+    s6.sin6_family = AF_INET6;
+    s6.sin6_port = htons(8181);
+    assert_int_equal(inet_pton(AF_INET6, ip, &s6.sin6_addr), 1);
+    return sg_addr_is_loopback((const struct sockaddr *)&s6, sizeof s6);
+}
+
+static void test_loopback_addresses(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *ip;
+        int want;
+    } v4[] = {
+        {"127.0.0.1", 1},       {"127.0.0.0", 1}, {"127.255.255.255", 1}, {"127.1.2.3", 1},
+        {"126.255.255.255", 0}, {"128.0.0.1", 0}, {"0.0.0.0", 0},         {"10.0.0.1", 0},
+        {"192.168.1.127", 0},   {"1.0.0.127", 0}, {"255.255.255.255", 0},
+    };
+    for (size_t i = 0; i < sizeof v4 / sizeof v4[0]; i++)
+        if (loop4(v4[i].ip) != v4[i].want) fail_msg("%s: want %d", v4[i].ip, v4[i].want);
+    static const struct {
+        const char *ip;
+        int want;
+    } v6[] = {
+        {"::1", 1},
+        {"::ffff:127.0.0.1", 1},
+        {"::ffff:127.9.8.7", 1},
+        {"::", 0},
+        {"::2", 0},
+        {"::100:0:0:1", 0},
+        {"1::1", 0},
+        {"fe80::1", 0},
+        {"::ffff:10.0.0.1", 0},
+        {"::ffff:128.0.0.1", 0},
+        {"::127.0.0.1", 0}, /* the deprecated IPv4-compatible form is not mapped */
+        {"::fffe:127.0.0.1", 0},
+        {"2001:db8::1", 0},
+    };
+    for (size_t i = 0; i < sizeof v6 / sizeof v6[0]; i++)
+        if (loop6(v6[i].ip) != v6[i].want) fail_msg("%s: want %d", v6[i].ip, v6[i].want);
+}
+
+static void test_loopback_rejects_bad_input(void **state)
+{
+    (void)state;
+    assert_int_equal(sg_addr_is_loopback(NULL, 0), 0);
+    assert_int_equal(sg_addr_is_loopback(NULL, sizeof(struct sockaddr_in)), 0);
+    struct sockaddr_in s4 = {0};
+    s4.sin_family = AF_INET;
+    s4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(sg_addr_is_loopback((struct sockaddr *)&s4, sizeof s4), 1);
+    /* a length too short for the family is not trusted */
+    assert_int_equal(sg_addr_is_loopback((struct sockaddr *)&s4, sizeof s4 - 1), 0);
+    assert_int_equal(sg_addr_is_loopback((struct sockaddr *)&s4, 1), 0);
+    struct sockaddr_in6 s6 = {0};
+    s6.sin6_family = AF_INET6;
+    s6.sin6_addr = in6addr_loopback;
+    assert_int_equal(sg_addr_is_loopback((struct sockaddr *)&s6, sizeof s6), 1);
+    assert_int_equal(sg_addr_is_loopback((struct sockaddr *)&s6, sizeof(struct sockaddr_in)), 0);
+    /* a Unix socket peer is not an IP peer */
+    struct sockaddr_un su = {0};
+    su.sun_family = AF_UNIX;
+    assert_int_equal(sg_addr_is_loopback((struct sockaddr *)&su, sizeof su), 0);
+    /* an IPv4 struct with a family that says otherwise */
+    s4.sin_family = AF_UNSPEC;
+    assert_int_equal(sg_addr_is_loopback((struct sockaddr *)&s4, sizeof s4), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -206,6 +307,9 @@ int main(void)
         cmocka_unit_test(test_pct_decode_malformed_beats_long),
         cmocka_unit_test(test_pct_decode_every_byte),
         cmocka_unit_test(test_ascii_casecmp),
+        cmocka_unit_test(test_now_ns_matches_ms),
+        cmocka_unit_test(test_loopback_addresses),
+        cmocka_unit_test(test_loopback_rejects_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
