@@ -10,7 +10,7 @@
 
 VERSION  := 0.1.0
 CC       ?= cc
-PKGS     := librabbitmq libevent libevent_openssl libevent_pthreads openssl jansson uuid
+PKGS     := librabbitmq libevent libevent_openssl libevent_pthreads openssl jansson uuid libsystemd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
