@@ -68,6 +68,12 @@ $(BINDIR)/stockd: $(OBJDIR)/daemon/stockd.o $(STOCKD_OBJ) $(LIB)
 $(OBJDIR)/daemon/%.o: CFLAGS += -Idaemon
 $(OBJDIR)/tests/unit/test_quotes.o: CFLAGS += -Idaemon
 $(BINDIR)/tests/test_quotes: $(OBJDIR)/daemon/quotes.o
+# tests/unit/test_stockd_*.c: stockd's modules (work, sources, replay), linked whole
+STOCKD_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_stockd_*.c))
+$(STOCKD_TESTS:%=$(OBJDIR)/tests/unit/%.o): CFLAGS += -Idaemon
+$(STOCKD_TESTS:%=$(BINDIR)/tests/%): $(BINDIR)/tests/%: $(OBJDIR)/tests/unit/%.o $(STOCKD_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 $(BINDIR)/tests/test_%: $(OBJDIR)/tests/unit/test_%.o $(LIB)
 	@mkdir -p $(dir $@)

@@ -43,12 +43,12 @@ int sg_replay_parse_line(const char *line, size_t len, struct sg_replay_quote *o
 int sg_replay_parse_ts(const char *s, size_t len, double *ts);
 
 struct sg_replay_stats {
-    size_t lines;   /* lines read */
-    size_t quotes;  /* quotes kept */
-    size_t bad;     /* bad lines */
-    size_t dropped; /* good lines past max_quotes (not kept) */
-    size_t symbols; /* distinct symbols (after finish) */
-    int header;     /* 1 if a header line was skipped */
+    size_t lines;       /* lines read */
+    size_t quotes;      /* quotes kept */
+    size_t bad;         /* bad lines */
+    size_t dropped;     /* good lines past max_quotes (not kept) */
+    size_t symbols;     /* distinct symbols (after finish) */
+    int header;         /* 1 if a header line was skipped */
     double first, last; /* earliest and latest ts (after finish) */
 };
 

@@ -402,8 +402,8 @@ static void http_quote(struct sg_source *src, struct sg_src_quote *q, size_t n, 
     }
     for (size_t i = h->next; i < n; i++) {
         h->jobs[i].state = 2;
-        snprintf(h->jobs[i].why, sizeof h->jobs[i].why,
-                 "not started within http_timeout_ms %d", h->timeout_ms);
+        snprintf(h->jobs[i].why, sizeof h->jobs[i].why, "not started within http_timeout_ms %d",
+                 h->timeout_ms);
     }
     h->running = 0;
 

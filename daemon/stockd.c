@@ -529,8 +529,8 @@ static int connect_broker(const struct stockd_config *c, amqp_connection_state_t
     amqp_basic_qos(conn, WORK_CH, 0, (uint16_t)c->prefetch, 0);
     r = amqp_get_rpc_reply(conn);
     if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-        amqp_basic_consume(conn, WORK_CH, amqp_cstring_bytes(c->work_queue), amqp_empty_bytes, 0,
-                           0, 0, amqp_empty_table);
+        amqp_basic_consume(conn, WORK_CH, amqp_cstring_bytes(c->work_queue), amqp_empty_bytes, 0, 0,
+                           0, amqp_empty_table);
         r = amqp_get_rpc_reply(conn);
     }
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
