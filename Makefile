@@ -94,6 +94,13 @@ $(BINDIR)/tests/replay_%: $(OBJDIR)/tests/fuzz/%.o $(OBJDIR)/tests/fuzz/replay_m
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# fuzz_stockd_json: stockd's parsers (daemon/work.c, daemon/replay.c) are not in libsg.a
+$(OBJDIR)/tests/fuzz/fuzz_stockd_json.o: CFLAGS += -Idaemon
+$(BINDIR)/tests/replay_fuzz_stockd_json: $(OBJDIR)/tests/fuzz/fuzz_stockd_json.o \
+                                         $(OBJDIR)/tests/fuzz/replay_main.o $(STOCKD_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 asan:
 	$(MAKE) BUILD=asan all unit
 
@@ -106,6 +113,10 @@ fuzz: $(FUZZ_BIN)
 bin/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(PKG_LIBS) -lpthread -lm
+bin/fuzz/fuzz_stockd_json: tests/fuzz/fuzz_stockd_json.c daemon/work.c daemon/replay.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -Idaemon -o $@ $< daemon/work.c daemon/replay.c $(LIB_SRC) $(PKG_LIBS) \
+	    -lpthread -lm
 
 deps:
 	@bash scripts/deps.sh

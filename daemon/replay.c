@@ -166,6 +166,10 @@ static int check_quote(double ts, const char *sym, size_t sl, double price,
         *why = "not a symbol (1-12 characters of A-Z 0-9 . - ^)";
         return SG_EPROTO;
     }
+    if (price > SG_WORK_PRICE_MAX) { /* also keeps the rounding below finite */
+        *why = "price too large";
+        return SG_EPROTO;
+    }
     price = round(price * 100.0) / 100.0;
     if (!(price >= 0.01)) {
         *why = "price is not a positive number";

@@ -145,6 +145,8 @@ int sg_http_json_price(const char *body, size_t len, const char *path, double *p
     json_t *root = json_loadb(body, len, JSON_DECODE_ANY, &err);
     if (!root) {
         snprintf(why, cap, "bad JSON: %s", err.text);
+        for (char *c = why; cap && *c; c++) /* it quotes the body */
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
         return SG_EPROTO;
     }
     json_t *cur = root;
@@ -177,6 +179,10 @@ int sg_http_json_price(const char *body, size_t len, const char *path, double *p
         x = json_number_value(cur);
     else if (!json_is_string(cur) || !numeric_string(json_string_value(cur), &x)) {
         snprintf(why, cap, "\"%s\" is not a number", path);
+        goto out;
+    }
+    if (x > SG_WORK_PRICE_MAX) {
+        snprintf(why, cap, "\"%s\" is too large a price", path);
         goto out;
     }
     x = round(x * 100.0) / 100.0;

@@ -84,7 +84,7 @@ static const struct sg_opt options[] = {
     O(seed, SG_OPT_INT, "0", 0, 4294967295.0, "random walk seed; 0 = time based"),
     O(max_symbols, SG_OPT_INT, "1000", 1, 100000, "symbols per work message"),
     O(max_tracked_symbols, SG_OPT_INT, "10000", 1, 10000000,
-      "price walks kept; past it the least recently requested is forgotten"),
+      "symbols kept (sim: walks, http: last prices); past it the least recent goes"),
     O(max_message, SG_OPT_SIZE, "1M", 64, 67108864, "largest work message accepted"),
     O(replay_file, SG_OPT_STR, "", 0, 0, "source=replay: CSV (ts,symbol,price) or JSON-lines file"),
     O(replay_speed, SG_OPT_DOUBLE, "1.0", 0, 1000000,

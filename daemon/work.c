@@ -157,7 +157,12 @@ int sg_work_parse(const char *body, size_t len, size_t max_message, size_t max_s
 out:
     free(set);
     json_decref(root);
-    if (rc != SG_OK) sg_work_free(w);
+    if (rc != SG_OK) {
+        sg_work_free(w);
+        /* jansson's messages quote the input ("near '...'"): one log line */
+        for (char *c = why; cap && *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
+    }
     return rc;
 }
 

@@ -18,6 +18,9 @@
 #include <stddef.h>
 
 #define SG_WORK_SYM_MAX 12
+/* The largest price a source accepts (a replay file, an HTTP answer): far
+ * above any share price, and small enough that cents stay exact. */
+#define SG_WORK_PRICE_MAX 1e12
 
 /* One symbol asked for, and what the price source made of it. */
 struct sg_src_quote {

@@ -118,6 +118,7 @@ static void test_json_price(void **state)
     } bad[] = {
         {"", "price", "bad JSON"},
         {"<html>", "price", "bad JSON"},
+        {"{\"a\n\x01", "price", "bad JSON"}, /* the reason stays one line */
         {"{\"price\":1", "price", "bad JSON"},
         {"{}", "price", "no \"price\""},
         {"{\"q\":[]}", "q.0.price", "no \"q.0\""},
@@ -130,6 +131,7 @@ static void test_json_price(void **state)
         {"{\"price\":true}", "price", "not a number"},
         {"{\"price\":{}}", "price", "not a number"},
         {"{\"price\":0}", "price", "not a positive price"},
+        {"{\"price\":1.3e307}", "price", "too large a price"},
         {"{\"price\":-3.5}", "price", "not a positive price"},
         {"{\"price\":\"-3.5\"}", "price", "not a positive price"},
     };
@@ -137,7 +139,7 @@ static void test_json_price(void **state)
         why[0] = '\0';
         if (sg_http_json_price(bad[i].body, strlen(bad[i].body), bad[i].path, &p, why,
                                sizeof why) != SG_EPROTO ||
-            !strstr(why, bad[i].why))
+            !strstr(why, bad[i].why) || strpbrk(why, "\n\x01"))
             fail_msg("%s @ %s: why \"%s\", want \"%s\"", bad[i].body, bad[i].path, why, bad[i].why);
     }
 }

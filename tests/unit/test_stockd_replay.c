@@ -113,6 +113,8 @@ static void test_parse_lines(void **state)
         {"1,AAPL,abc", "price is not a positive number"},
         {"1,AAPL,nan", "price is not a positive number"},
         {"1,AAPL,1e999", "price is not a positive number"},
+        {"1,AAPL,1.3e307", "price too large"},
+        {"1,AAPL,1000000000000.01", "price too large"},
         {"1,AAPL,", "price is not a positive number"},
         {"{\"ts\":1,\"symbol\":\"AAPL\"", "bad JSON"},
         {"{\"ts\":1,\"symbol\":\"AAPL\",\"price\":\"2\"}", "price is not a positive number"},
