@@ -19,7 +19,7 @@ import pytest
 
 from amqpc import AmqpClient, _shortstr, _table
 from brokerctl import delete_queues, queue_info, uniq, wait_until
-from sgtest import free_port, run_bin, scaled
+from sgtest import Daemon, free_port, run_bin, scaled, stockd_config, write_config
 
 QUEUE_BIND, QUEUE_BIND_OK = (50, 20), (50, 21)
 PRICE_RE = re.compile(rb'"price":(\d+\.\d\d)[,}]')
@@ -292,11 +292,12 @@ def test_replay_file_without_quotes_is_a_config_error(tmp_path):
 
 class QuoteServer:
     """A local HTTP quote service: GET /q/SYM answers by modes[SYM]:
-    ok -> 200 {"quote":{"price":P}} with P = prices[SYM]; slow -> the same after 3 s;
+    ok -> 200 {"quote":{"price":P}} with P = prices[SYM]; slow -> the same after slow_s s;
     500 -> 500; bad -> 200 with a body that is not JSON; missing -> 200 {"quote":{}}."""
 
     def __init__(self):
         self.modes, self.prices, self.hits = {}, {}, []
+        self.slow_s = 3
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -305,7 +306,7 @@ class QuoteServer:
                 server.hits.append(sym)
                 mode = server.modes.get(sym, "ok")
                 if mode == "slow":
-                    time.sleep(3)
+                    time.sleep(server.slow_s)
                 if mode == "500":
                     return self._send(500, b"internal error")
                 if mode == "bad":
@@ -426,3 +427,59 @@ def test_closed_connection_reconnects(names, broker, stockd):
         a.work(work, {"stocks": ["MSFT"]})
         assert list(a.quotes(result)) == ["MSFT"]
     assert d.alive()
+
+
+def test_returned_result_keeps_the_work(names, stockd, amqp):
+    """The result queue is deleted at run time: the result (published mandatory) comes
+    back; stockd requeues the work, reconnects (declaring the queue again), and the same
+    work is answered."""
+    work, result = names("work"), names("result")
+    d = stockd(work_queue=work, result_queue=result)
+    amqp.queue_delete(result)
+    amqp.work(work, {"stocks": ["AAPL"]})
+    d.wait_log(r"result returned by the broker: 312 NO_ROUTE")
+    d.wait_log(r"the result of work \d+ was returned \(result queue " + re.escape(result)
+               + r" gone\?\): reconnecting")
+    assert list(amqp.quotes(result)) == ["AAPL"]
+    d.wait_log(r"work \d+ \(redelivered\): answered 1 of 1")
+
+
+def test_unconfirmed_result_is_redelivered(own_broker, tmp_path, quote_server):
+    """No confirm within confirm_timeout_ms: the work is not acked; stockd drops the
+    connection, the broker redelivers the work, and it is answered once the broker
+    confirms again. A memory alarm makes the broker stop reading publishes (so no
+    confirm); a slow quote keeps the work inside stockd while the alarm goes on. On a
+    broker of its own: the alarm must not reach other tests."""
+    b, qs = own_broker, quote_server
+    qs.slow_s = 4
+    qs.modes["AAPL"] = "slow"
+    qs.prices["AAPL"] = 42.0
+    cfg = stockd_config(b, work_queue="sd.work", result_queue="sd.result", source="http",
+                        http_url=f"http://127.0.0.1:{qs.port}/q/{{symbol}}",
+                        http_price_path="quote.price", http_timeout_ms=8000,
+                        confirm_timeout_ms=1000, broker_timeout_ms=1000)
+    d = Daemon("stockd", write_config(tmp_path / "stockd.conf", cfg), tmp_path / "stockd.log")
+    try:
+        d.wait_log(r"\bready\b", 15)
+        with Client(b) as a:
+            a.work("sd.work", {"stocks": ["AAPL"]})
+        assert wait_until(lambda: "AAPL" in qs.hits, 10), qs.hits
+        b.ctl("set_vm_memory_high_watermark", "0.000001")
+        qs.modes.clear()  # the redelivered work is answered at once (and blocked again)
+        try:
+            d.wait_log(r"no confirm for a result within confirm_timeout_ms 1000 \(work "
+                       r"redelivered\): reconnecting", 30)
+            assert answered(d) == 0
+        finally:
+            b.ctl("set_vm_memory_high_watermark", "0.4")
+        with Client(b) as a:
+            assert list(a.quotes("sd.result", 30)) == ["AAPL"]  # at least once
+            assert wait_until(lambda: queue_info(b, "sd.work", "messages")
+                              == {"messages": "0"}, 20)
+        assert answered(d) >= 1
+    finally:
+        d.stop()
+        problems = d.problems()
+        if problems:
+            print(d.log_tail())
+        assert not problems, problems
