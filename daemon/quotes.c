@@ -15,7 +15,7 @@
 
 struct entry {
     char sym[SG_QUOTE_SYM_MAX + 1];
-    double price;
+    struct sg_quote_state st;
     uint32_t hash;
     struct entry *chain;         /* next in the bucket */
     struct entry *newer, *older; /* LRU list */
@@ -134,7 +134,8 @@ static void maybe_grow(struct sg_quotes *q)
     q->nbuckets = n;
 }
 
-int sg_quotes_next(struct sg_quotes *q, const char *sym, double step, struct sg_quote_result *res)
+int sg_quotes_touch(struct sg_quotes *q, const char *sym, struct sg_quote_state **st,
+                    struct sg_quote_result *res)
 {
     size_t len = strlen(sym);
     if (len > SG_QUOTE_SYM_MAX) return SG_ETOOBIG;
@@ -161,20 +162,30 @@ int sg_quotes_next(struct sg_quotes *q, const char *sym, double step, struct sg_
         memset(e, 0, sizeof *e);
         memcpy(e->sym, sym, len + 1);
         e->hash = h;
-        e->price = sg_quotes_start_price(sym);
+        e->st.price = sg_quotes_start_price(sym);
         bucket_push(q, e);
         created = 1;
         maybe_grow(q);
     }
     lru_push(q, e);
-    /* the walk: a step, a floor of one cent, whole cents */
-    e->price += step;
-    if (e->price < 0.01) e->price = 0.01;
-    e->price = round(e->price * 100.0) / 100.0;
-    res->price = e->price;
+    *st = &e->st;
+    res->price = e->st.price;
     res->created = created;
     res->evicted = evicted;
     memcpy(res->evicted_sym, gone, sizeof gone);
+    return SG_OK;
+}
+
+int sg_quotes_next(struct sg_quotes *q, const char *sym, double step, struct sg_quote_result *res)
+{
+    struct sg_quote_state *st;
+    int rc = sg_quotes_touch(q, sym, &st, res);
+    if (rc != SG_OK) return rc;
+    /* the walk: a step, a floor of one cent, whole cents */
+    st->price += step;
+    if (st->price < 0.01) st->price = 0.01;
+    st->price = round(st->price * 100.0) / 100.0;
+    res->price = st->price;
     return SG_OK;
 }
 
@@ -183,7 +194,16 @@ int sg_quotes_peek(const struct sg_quotes *q, const char *sym, double *price)
     if (strlen(sym) > SG_QUOTE_SYM_MAX) return SG_ENOKEY;
     const struct entry *e = find(q, sym, fnv1a(sym));
     if (!e) return SG_ENOKEY;
-    if (price) *price = e->price;
+    if (price) *price = e->st.price;
+    return SG_OK;
+}
+
+int sg_quotes_peek_state(const struct sg_quotes *q, const char *sym, struct sg_quote_state *st)
+{
+    if (strlen(sym) > SG_QUOTE_SYM_MAX) return SG_ENOKEY;
+    const struct entry *e = find(q, sym, fnv1a(sym));
+    if (!e) return SG_ENOKEY;
+    if (st) *st = e->st;
     return SG_OK;
 }
 
