@@ -35,6 +35,7 @@
 #include "work.h"
 
 #include <amqp.h>
+#include <systemd/sd-daemon.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -661,6 +662,24 @@ out:
     sg_work_free(&w);
 }
 
+/* ---- systemd (sd_notify; no-ops without NOTIFY_SOCKET) */
+static uint64_t wd_usec;   /* WATCHDOG_USEC, 0: no watchdog */
+static double notify_next; /* when STATUS/WATCHDOG is due next */
+static const char *notify_state = "starting";
+
+/* Called from every wait of the main loop: WATCHDOG=1 at half the
+ * watchdog interval (the loop is turning), STATUS with the counters. */
+static void notify_tick(const struct server *sv, int force)
+{
+    double now = now_s(), period = wd_usec ? (double)wd_usec / 2e6 : 5.0;
+    if (!force && now < notify_next) return;
+    notify_next = now + period;
+    char msg[256];
+    snprintf(msg, sizeof msg, "%sSTATUS=%s; %llu work messages answered, %llu rejected",
+             wd_usec ? "WATCHDOG=1\n" : "", notify_state, sv->answered, sv->rejected);
+    sd_notify(0, msg);
+}
+
 static void serve(struct server *sv, amqp_connection_state_t conn)
 {
     struct link l;
@@ -670,6 +689,7 @@ static void serve(struct server *sv, amqp_connection_state_t conn)
     l.next_seq = 1;
     sv->hold_until = 0;
     while (!stopping && !l.dead) {
+        notify_tick(sv, 0);
         amqp_maybe_release_buffers(conn); /* everything kept was copied out */
         double now = now_s();
         if (!l.head || now < sv->hold_until) {
@@ -732,7 +752,8 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    int backoff_ms = 200, first = 1, rc = 0;
+    if (sd_watchdog_enabled(0, &wd_usec) <= 0) wd_usec = 0;
+    int backoff_ms = 200, first = 1, rc = 0, first_ready = 1;
     while (!stopping) {
         amqp_connection_state_t conn;
         int st = connect_broker(&c, &conn);
@@ -744,8 +765,11 @@ int main(int argc, char **argv)
             /* jittered exponential backoff, capped at 10 s */
             int ms = backoff_ms / 2 + (int)(jitter() * backoff_ms / 2);
             sg_log(SG_LOG_INFO, "reconnecting in %d ms", ms);
-            for (int t = 0; t < ms && !stopping; t += 50)
+            notify_state = "broker unreachable, reconnecting";
+            for (int t = 0; t < ms && !stopping; t += 50) {
+                notify_tick(&sv, 0);
                 usleep(50000);
+            }
             backoff_ms = backoff_ms * 2 > 10000 ? 10000 : backoff_ms * 2;
             continue;
         }
@@ -754,8 +778,16 @@ int main(int argc, char **argv)
         sg_log(SG_LOG_INFO, "ready: consuming %s, publishing to %s%s (confirmed), source %s",
                c.work_queue, c.result_exchange[0] ? "exchange " : "queue ",
                c.result_exchange[0] ? c.result_exchange : c.result_queue, sv.src->name);
+        notify_state = "consuming work";
+        if (first_ready) {
+            /* ready once the first broker connection serves */
+            sd_notify(0, "READY=1");
+            first_ready = 0;
+        }
+        notify_tick(&sv, 1);
         serve(&sv, conn);
     }
+    sd_notify(0, "STOPPING=1");
     char line[256];
     sg_source_describe(sv.src, line, sizeof line);
     if (!rc) sg_log(SG_LOG_INFO, "stopped");

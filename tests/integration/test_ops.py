@@ -295,3 +295,19 @@ def test_no_notify_socket_is_fine(stompgate, broker):
     c.close()
     gw.send_signal(signal.SIGTERM)
     assert gw.wait_exit(timeout=10) == 0
+
+
+def test_stockd_sd_notify_ready_watchdog_stopping(stockd, notify_socket):
+    path, read, msgs = notify_socket
+    tag = time.monotonic_ns()
+    sd = stockd(work_queue=f"stocks.work.n{tag}", result_queue=f"stocks.result.n{tag}",
+                env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+    assert read("READY=1"), msgs
+    n = sum("WATCHDOG=1" in m for m in msgs)
+    wait_for(lambda: read("WATCHDOG=1", timeout=1) and
+             sum("WATCHDOG=1" in m for m in msgs) >= n + 3, scaled(5))
+    assert sum("WATCHDOG=1" in m for m in msgs) >= n + 3, msgs
+    assert any("STATUS=consuming work" in m for m in msgs), msgs
+    sd.send_signal(signal.SIGTERM)
+    assert read("STOPPING=1"), msgs
+    assert sd.wait_exit(timeout=10) == 0
