@@ -95,9 +95,11 @@ $(STOCKD_TESTS:%=$(BINDIR)/tests/%): $(BINDIR)/tests/%: $(OBJDIR)/tests/unit/%.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+# objects first, the archive last (an extra object such as test_quotes' daemon/quotes.o
+# may use the archive too)
 $(BINDIR)/tests/test_%: $(OBJDIR)/tests/unit/test_%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS) -lcmocka
 
 # test_relay runs the relay against tests/unit/fake_link.c, a scripted broker
 # that defines every function of amqp_link.h. It is linked ahead of the

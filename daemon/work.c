@@ -8,6 +8,7 @@
  * where the contract wants cents.
  */
 #include "work.h"
+#include "util.h"
 #include "error.h"
 
 #include <jansson.h>
@@ -63,14 +64,6 @@ static const char *type_name(const json_t *v)
         return "null";
     }
     return "unknown";
-}
-
-static uint32_t fnv1a(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
 }
 
 int sg_work_parse(const char *body, size_t len, size_t max_message, size_t max_symbols,
@@ -142,7 +135,7 @@ int sg_work_parse(const char *body, size_t len, size_t max_message, size_t max_s
                      sym, SG_WORK_SYM_MAX);
             goto out;
         }
-        size_t slot = fnv1a(s) & (nset - 1);
+        size_t slot = sg_fnv1a(s) & (nset - 1);
         int dup = 0;
         for (; set[slot]; slot = (slot + 1) & (nset - 1))
             if (!strcmp(w->q[set[slot] - 1].sym, s)) {

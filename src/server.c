@@ -39,10 +39,7 @@ static struct sg_ip_count *ip_buckets[IP_BUCKETS];
 
 static unsigned ip_hash(const char *s)
 {
-    unsigned h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % IP_BUCKETS;
+    return sg_fnv1a(s) % IP_BUCKETS;
 }
 
 int sg_ip_acquire(struct sg_server *s, const char *ip)
