@@ -221,11 +221,31 @@ static void ws_fail(struct sg_conn *c, int code, const char *reason)
 
 /* ---- HTTP */
 
+/* Strict-Transport-Security for a response over TLS (hsts_max_age > 0),
+ * else "": a header line with its CRLF, in buf. */
+static const char *hsts(const struct sg_conn *c, char *buf, size_t cap)
+{
+    long long age = c->s->cfg->hsts_max_age;
+    if (!c->tls || age <= 0) return "";
+    snprintf(buf, cap, "Strict-Transport-Security: max-age=%lld\r\n", age);
+    return buf;
+}
+
 static void http_error(struct sg_conn *c, int status, const char *msg)
 {
-    char buf[1024];
+    char buf[1024], h[96];
     size_t n = sg_http_error_response(status, msg ? msg : sg_http_reason(status), buf, sizeof buf);
-    if (n) out_bytes(c, buf, n);
+    const char *eol = n ? memchr(buf, '\n', n) : NULL;
+    const char *hs = hsts(c, h, sizeof h);
+    if (eol && *hs) {
+        /* after the status line */
+        size_t first = (size_t)(eol - buf) + 1;
+        out_bytes(c, buf, first);
+        out_bytes(c, hs, strlen(hs));
+        out_bytes(c, buf + first, n - first);
+    } else if (n) {
+        out_bytes(c, buf, n);
+    }
     sg_log_sess(SG_LOG_DEBUG, c->id, "HTTP %d: %s", status, msg ? msg : "");
     conn_finish(c);
 }
@@ -234,11 +254,12 @@ static void http_reply(struct sg_conn *c, int status, const char *ctype, const c
                        size_t len, int head_only)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
+    char h[96];
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                         "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-                        "Connection: close\r\n\r\n",
-                        status, sg_http_reason(status), ctype, len);
+                        "%sConnection: close\r\n\r\n",
+                        status, sg_http_reason(status), ctype, len, hsts(c, h, sizeof h));
     if (!head_only && len) evbuffer_add(out, body, len);
     conn_finish(c);
 }
@@ -387,7 +408,7 @@ static void serve_file(struct sg_conn *c, const struct sg_http_request *req, con
         http_error(c, 404, "not found");
         return;
     }
-    char etag[64], modified[40], date[40];
+    char etag[64], modified[40], date[40], hb[96];
     snprintf(etag, sizeof etag, "\"%llx-%llx\"", (unsigned long long)st.st_size,
              (unsigned long long)st.st_mtim.tv_sec * 1000000000ULL +
                  (unsigned long long)st.st_mtim.tv_nsec);
@@ -397,8 +418,8 @@ static void serve_file(struct sg_conn *c, const struct sg_http_request *req, con
     if (not_modified(req, etag, st.st_mtim.tv_sec)) {
         evbuffer_add_printf(out,
                             "HTTP/1.1 304 Not Modified\r\nDate: %s\r\nCache-Control: no-cache\r\n"
-                            "ETag: %s\r\nLast-Modified: %s\r\n%sConnection: close\r\n\r\n",
-                            date, etag, modified, SEC_HEADERS);
+                            "ETag: %s\r\nLast-Modified: %s\r\n%s%sConnection: close\r\n\r\n",
+                            date, etag, modified, SEC_HEADERS, hsts(c, hb, sizeof hb));
         conn_finish(c);
         return;
     }
@@ -411,8 +432,9 @@ static void serve_file(struct sg_conn *c, const struct sg_http_request *req, con
         out,
         "HTTP/1.1 200 OK\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %lld\r\n"
         "Cache-Control: no-cache\r\nETag: %s\r\nLast-Modified: %s\r\n"
-        "%sConnection: close\r\n\r\n",
-        date, sg_http_mime(real), (long long)st.st_size, etag, modified, SEC_HEADERS);
+        "%s%sConnection: close\r\n\r\n",
+        date, sg_http_mime(real), (long long)st.st_size, etag, modified, SEC_HEADERS,
+        hsts(c, hb, sizeof hb));
     if (!head_only && st.st_size > 0) {
         evbuffer_add_file(out, fd, 0, st.st_size); /* takes the fd */
     } else {
@@ -981,7 +1003,6 @@ static void conn_free(struct sg_conn *c)
     bufferevent_free(c->bev);
     sg_log_sess(SG_LOG_DEBUG, c->id, "closed");
     free(c);
-    if (!w->conns && atomic_load(&s->draining)) event_base_loopexit(w->base, NULL);
 }
 
 /* ---- the relay's view of a connection (relay.h: sg_relay_client_ops) */
@@ -1118,14 +1139,38 @@ void sg_conn_flush_pending(void *worker)
     w->ndirty = 0;
 }
 
-void sg_conn_close_all(struct sg_worker *w)
+void sg_conn_drain_begin(struct sg_worker *w)
 {
     struct sg_conn *c = w->conns, *next;
     for (; c; c = next) {
         next = c->next;
         enter(c);
-        if (c->state == CS_WS || c->state == CS_WS_CLOSING)
-            ws_fail(c, SG_WS_CLOSE_GOING_AWAY, "server shutting down");
+        if (c->state == CS_WS) {
+            /* no new frames: what was sent is finished (confirms, receipts) */
+            c->broker_paused = 1;
+            bufferevent_disable(c->bev, EV_READ);
+        } else if (c->state == CS_HTTP) {
+            c->dead = 1;
+        }
+        leave(c);
+    }
+}
+
+void sg_conn_close_all(struct sg_worker *w, int code)
+{
+    struct sg_conn *c = w->conns, *next;
+    for (; c; c = next) {
+        next = c->next;
+        enter(c);
+        if (c->state == CS_WS || c->state == CS_WS_CLOSING) {
+            /* read again: the peer's close frame answers ours */
+            c->broker_paused = 0;
+            if (!c->read_paused) bufferevent_enable(c->bev, EV_READ);
+        }
+        if (c->state == CS_WS && c->sess)
+            sg_stomp_session_fail(c->sess, "server shutting down", NULL, code);
+        else if (c->state == CS_WS || c->state == CS_WS_CLOSING)
+            ws_fail(c, code, "server shutting down");
         else if (c->state == CS_HTTP)
             c->dead = 1;
         leave(c);

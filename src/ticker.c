@@ -1,5 +1,6 @@
 /* ticker.c - the stock-ticker core (see ticker.h). */
 #include "ticker.h"
+#include "util.h"
 #include "error.h"
 
 #include <jansson.h>
@@ -114,14 +115,6 @@ struct sg_ticker_hub {
     void *arg;
 };
 
-static uint32_t hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
-}
-
 static int bit(const uint64_t *m, int w)
 {
     return (int)((m[w / 64] >> (w % 64)) & 1);
@@ -202,7 +195,7 @@ void sg_ticker_hub_free(struct sg_ticker_hub *h)
 
 static struct hent **slot(struct sg_ticker_hub *h, const char *sym)
 {
-    struct hent **p = &h->tab[hash(sym) & (h->nbuckets - 1)];
+    struct hent **p = &h->tab[sg_fnv1a(sym) & (h->nbuckets - 1)];
     while (*p && strcmp((*p)->sym, sym))
         p = &(*p)->next;
     return p;
