@@ -9,6 +9,7 @@ read before and after traffic, and must move by what the traffic did.
 import http.client
 import math
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -17,7 +18,7 @@ import uuid
 import pytest
 import websocket
 
-from sgtest import free_port, http_get, scaled, wait_for
+from sgtest import free_port, http_get, scaled, wait_for, write_config
 from stompc import StompClient, connected_client
 
 # ------------------------------------------------------------------ the strict parser
@@ -571,6 +572,19 @@ def test_metrics_public_opens_the_public_listener(stompgate):
     scrape(gw)
     assert http_get(gw, "/readyz")[0] in (200, 503)
     scrape(("127.0.0.1", aport))
+
+
+def test_metrics_public_is_reloaded_by_sighup(stompgate):
+    aport = free_port()
+    gw = stompgate(admin_listen=f"127.0.0.1:{aport}")
+    assert http_get(gw, "/metrics")[0] == 404
+    gw.config["metrics_public"] = True
+    write_config(gw.config_path, gw.config)
+    gw.send_signal(signal.SIGHUP)
+    gw.wait_log(r"configuration reloaded: 1 option changed")
+    scrape(gw)
+    assert http_get(gw, "/readyz")[0] in (200, 503)
+    scrape(("127.0.0.1", aport))  # the admin listener stays
 
 
 def _own_ip():
