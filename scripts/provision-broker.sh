@@ -6,7 +6,7 @@
 # As a library:  . scripts/provision-broker.sh
 #                provision_broker_user CTL USER PASSWORD
 # As a command:  RABBITMQCTL=CTL BROKER_USER=U BROKER_PASSWORD=P scripts/provision-broker.sh
-#                (defaults: rabbitmqctl, websockets, rabbitmq)
+#                (defaults when unset: rabbitmqctl, websockets, rabbitmq)
 #
 # CTL is how to call rabbitmqctl for the node: a command or a shell function, run as
 # CTL SUBCOMMAND ARGS... (e.g. `rabbitmqctl`, or broker.sh's rctl with its node and
@@ -43,7 +43,8 @@ provision_broker_user() {
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     set -euo pipefail
-    provision_broker_user "${RABBITMQCTL:-rabbitmqctl}" "${BROKER_USER:-websockets}" \
-        "${BROKER_PASSWORD:-rabbitmq}"
+    # an unset variable takes the default; a set but empty one is an error
+    provision_broker_user "${RABBITMQCTL:-rabbitmqctl}" "${BROKER_USER-websockets}" \
+        "${BROKER_PASSWORD-rabbitmq}"
     echo "provision-broker: user ${BROKER_USER:-websockets} ready, guest removed"
 fi
