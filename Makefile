@@ -12,7 +12,7 @@
 
 VERSION  := 0.1.0
 CC       ?= cc
-PKGS     := librabbitmq libevent libevent_openssl libevent_pthreads openssl jansson uuid
+PKGS     := librabbitmq libevent libevent_openssl libevent_pthreads openssl jansson uuid libsystemd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -44,9 +44,29 @@ FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BINDIR)/tests/replay_%)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=bin/fuzz/%)
 
 .PHONY: all asan unit fuzz fuzz-smoke test test-unit test-integration run deps bench clean \
-        format install check-format
+        format install check-format client-vendor-missing
 
 all: $(BINDIR)/stompgate $(BINDIR)/stockd
+
+# The ticker page's STOMP client: @stomp/stompjs's browser bundle (and its licence), copied
+# from node_modules (scripts/deps.sh installs it from package-lock.json) into what
+# stompgate serves. client/vendor/ is generated and git-ignored; no CDN.
+STOMPJS      := node_modules/@stomp/stompjs
+CLIENT_VENDOR := client/vendor/stomp.umd.min.js client/vendor/stompjs-LICENSE.txt
+ifneq ($(wildcard $(STOMPJS)/bundles/stomp.umd.min.js),)
+all: $(CLIENT_VENDOR)
+else
+all: client-vendor-missing
+endif
+# the lockfile is a prerequisite too, so an upgrade recopies whatever mtimes npm gave the files
+client/vendor/stomp.umd.min.js: $(STOMPJS)/bundles/stomp.umd.min.js package-lock.json
+	@mkdir -p $(dir $@)
+	cp $< $@
+client/vendor/stompjs-LICENSE.txt: $(STOMPJS)/LICENSE package-lock.json
+	@mkdir -p $(dir $@)
+	cp $< $@
+client-vendor-missing:
+	@echo "warning: $(STOMPJS) is not installed (make deps): the ticker page has no STOMP client" >&2
 
 $(OBJDIR)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -70,10 +90,18 @@ $(BINDIR)/stockd: $(OBJDIR)/daemon/stockd.o $(STOCKD_OBJ) $(LIB)
 $(OBJDIR)/daemon/%.o: CFLAGS += -Idaemon
 $(OBJDIR)/tests/unit/test_quotes.o: CFLAGS += -Idaemon
 $(BINDIR)/tests/test_quotes: $(OBJDIR)/daemon/quotes.o
-
-$(BINDIR)/tests/test_%: $(OBJDIR)/tests/unit/test_%.o $(LIB)
+# tests/unit/test_stockd_*.c: stockd's modules (work, sources, replay), linked whole
+STOCKD_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_stockd_*.c))
+$(STOCKD_TESTS:%=$(OBJDIR)/tests/unit/%.o): CFLAGS += -Idaemon
+$(STOCKD_TESTS:%=$(BINDIR)/tests/%): $(BINDIR)/tests/%: $(OBJDIR)/tests/unit/%.o $(STOCKD_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# objects first, the archive last (an extra object such as test_quotes' daemon/quotes.o
+# may use the archive too)
+$(BINDIR)/tests/test_%: $(OBJDIR)/tests/unit/test_%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS) -lcmocka
 
 # test_relay runs the relay against tests/unit/fake_link.c, a scripted broker
 # that defines every function of amqp_link.h. It is linked ahead of the
@@ -91,6 +119,13 @@ $(BINDIR)/tests/replay_%: $(OBJDIR)/tests/fuzz/%.o $(OBJDIR)/tests/fuzz/replay_m
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# fuzz_stockd_json: stockd's parsers (daemon/work.c, daemon/replay.c) are not in libsg.a
+$(OBJDIR)/tests/fuzz/fuzz_stockd_json.o: CFLAGS += -Idaemon
+$(BINDIR)/tests/replay_fuzz_stockd_json: $(OBJDIR)/tests/fuzz/fuzz_stockd_json.o \
+                                         $(OBJDIR)/tests/fuzz/replay_main.o $(STOCKD_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 asan:
 	$(MAKE) BUILD=asan all unit
 
@@ -103,6 +138,10 @@ fuzz: $(FUZZ_BIN)
 bin/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(PKG_LIBS) -lpthread -lm
+bin/fuzz/fuzz_stockd_json: tests/fuzz/fuzz_stockd_json.c daemon/work.c daemon/replay.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -Idaemon -o $@ $< daemon/work.c daemon/replay.c $(LIB_SRC) $(PKG_LIBS) \
+	    -lpthread -lm
 
 deps:
 	@bash scripts/deps.sh
@@ -151,6 +190,6 @@ gen-conf: all
 	@SG_BIN_DIR=$(BINDIR) bash scripts/gen-conf.sh
 
 clean:
-	rm -rf build bin
+	rm -rf build bin client/vendor
 
 -include $(shell find build -name '*.d' 2>/dev/null)

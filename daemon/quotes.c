@@ -7,6 +7,7 @@
  * head = most recently requested, tail = the next to go.
  */
 #include "quotes.h"
+#include "util.h"
 #include "error.h"
 
 #include <math.h>
@@ -15,7 +16,7 @@
 
 struct entry {
     char sym[SG_QUOTE_SYM_MAX + 1];
-    double price;
+    struct sg_quote_state st;
     uint32_t hash;
     struct entry *chain;         /* next in the bucket */
     struct entry *newer, *older; /* LRU list */
@@ -30,14 +31,6 @@ struct sg_quotes {
 };
 
 #define MIN_BUCKETS 64
-
-static uint32_t fnv1a(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
-}
 
 struct sg_quotes *sg_quotes_new(size_t max)
 {
@@ -134,11 +127,12 @@ static void maybe_grow(struct sg_quotes *q)
     q->nbuckets = n;
 }
 
-int sg_quotes_next(struct sg_quotes *q, const char *sym, double step, struct sg_quote_result *res)
+int sg_quotes_touch(struct sg_quotes *q, const char *sym, struct sg_quote_state **st,
+                    struct sg_quote_result *res)
 {
     size_t len = strlen(sym);
     if (len > SG_QUOTE_SYM_MAX) return SG_ETOOBIG;
-    uint32_t h = fnv1a(sym);
+    uint32_t h = sg_fnv1a(sym);
     struct entry *e = find(q, sym, h);
     int created = 0, evicted = 0;
     char gone[SG_QUOTE_SYM_MAX + 1] = "";
@@ -161,29 +155,48 @@ int sg_quotes_next(struct sg_quotes *q, const char *sym, double step, struct sg_
         memset(e, 0, sizeof *e);
         memcpy(e->sym, sym, len + 1);
         e->hash = h;
-        e->price = sg_quotes_start_price(sym);
+        e->st.price = sg_quotes_start_price(sym);
         bucket_push(q, e);
         created = 1;
         maybe_grow(q);
     }
     lru_push(q, e);
-    /* the walk: a step, a floor of one cent, whole cents */
-    e->price += step;
-    if (e->price < 0.01) e->price = 0.01;
-    e->price = round(e->price * 100.0) / 100.0;
-    res->price = e->price;
+    *st = &e->st;
+    res->price = e->st.price;
     res->created = created;
     res->evicted = evicted;
     memcpy(res->evicted_sym, gone, sizeof gone);
     return SG_OK;
 }
 
+int sg_quotes_next(struct sg_quotes *q, const char *sym, double step, struct sg_quote_result *res)
+{
+    struct sg_quote_state *st;
+    int rc = sg_quotes_touch(q, sym, &st, res);
+    if (rc != SG_OK) return rc;
+    /* the walk: a step, a floor of one cent, whole cents */
+    st->price += step;
+    if (st->price < 0.01) st->price = 0.01;
+    st->price = round(st->price * 100.0) / 100.0;
+    res->price = st->price;
+    return SG_OK;
+}
+
 int sg_quotes_peek(const struct sg_quotes *q, const char *sym, double *price)
 {
     if (strlen(sym) > SG_QUOTE_SYM_MAX) return SG_ENOKEY;
-    const struct entry *e = find(q, sym, fnv1a(sym));
+    const struct entry *e = find(q, sym, sg_fnv1a(sym));
     if (!e) return SG_ENOKEY;
-    if (price) *price = e->price;
+    if (price) *price = e->st.price;
+    return SG_OK;
+}
+
+int sg_quotes_peek_state(const struct sg_quotes *q, const char *sym, struct sg_quote_state *st)
+{
+    if (strlen(sym) > SG_QUOTE_SYM_MAX) return SG_ENOKEY;
+    const struct entry *e = find(q, sym, sg_fnv1a(sym));
+    if (!e) return SG_ENOKEY;
+    if (st) *st = e->st;
     return SG_OK;
 }
 
@@ -211,5 +224,5 @@ double sg_quotes_start_price(const char *sym)
         {"AAPL", 95.00}, {"MSFT", 50.00}, {"AMZN", 300.00}, {"GOOG", 550.00}, {"YHOO", 35.00}};
     for (size_t i = 0; i < sizeof book / sizeof book[0]; i++)
         if (!strcmp(book[i].s, sym)) return book[i].p;
-    return 10.0 + (double)(fnv1a(sym) % 49000) / 100.0; /* 10.00 .. 499.99, stable per symbol */
+    return 10.0 + (double)(sg_fnv1a(sym) % 49000) / 100.0; /* 10.00 .. 499.99, stable per symbol */
 }

@@ -13,8 +13,12 @@ struct sg_auth_req;
 
 /* Called by the worker's listener for each accepted socket (takes fd). */
 void sg_conn_accept(struct sg_worker *w, int fd, const struct sockaddr *sa, int socklen, int tls);
-/* Closes every connection of the worker (shutdown), with close code 1001. */
-void sg_conn_close_all(struct sg_worker *w);
+/* Shutdown, first step: plain HTTP connections end, WebSocket connections
+ * stop reading (what they sent is still finished: confirms, receipts). */
+void sg_conn_drain_begin(struct sg_worker *w);
+/* Shutdown, second step: every STOMP session gets ERROR "server shutting
+ * down", every WebSocket the close code (1001, or 1012 for a restart). */
+void sg_conn_close_all(struct sg_worker *w, int code);
 /* Frees every connection immediately (after the loop ended). */
 void sg_conn_free_all(struct sg_worker *w);
 /* Writes out what the relay queued on this worker's connections: one

@@ -9,6 +9,8 @@ struct sg_gw_config {
     char **listen;     /* plain ws/http listeners */
     char **tls_listen; /* wss/https listeners */
     char *tls_cert, *tls_key, *tls_chain;
+    char *tls_ciphers, *tls_ciphersuites, *tls_groups;
+    long long hsts_max_age;
     long long workers; /* 0 = number of cores */
     char *client_dir;
     char *broker; /* host:port */
@@ -45,6 +47,7 @@ struct sg_gw_config {
     int nack_requeue;
     long long hold_ms, hold_bytes; /* SENDs held while the broker is away */
     long long reconnect_max_ms;
+    long long shutdown_timeout_ms;
     /* the stock ticker */
     char *quote_prefix, *quote_work_queue, *quote_results_queue, *quote_results_exchange;
     long long quote_interval_ms, quote_work_batch, quote_work_ttl_ms, quote_max_symbols;
@@ -52,6 +55,9 @@ struct sg_gw_config {
 };
 
 extern const struct sg_opt sg_gw_options[];
+
+#define SG_DEFAULT_CONFIG "/etc/stompgate/stompgate.conf"
+#define SG_ENV_PREFIX "STOMPGATE_"
 
 /* Cross-field checks after loading (e.g. tls_listen needs tls_cert and
  * tls_key). Prints "config: KEY: reason" lines; returns the error count. */

@@ -45,12 +45,20 @@ struct sg_server {
     pthread_mutex_t ip_lock;
     struct sg_ip_count *ip_table; /* only when max_connections_per_ip > 0 */
     atomic_int draining;
+    int close_code; /* shutdown: 1001, or 1012 (SIGUSR1: restart) */
+    int argc;       /* the command line, for a reload */
+    char **argv;
+    pthread_barrier_t pause_in, pause_out; /* reload: every worker parked */
+    atomic_ulong wd_round;                 /* watchdog: the round being asked */
     char server_name[64];
     uint64_t start_ms;
 };
 
-/* Runs the server until SIGINT/SIGTERM. Returns a process exit code. */
-int sg_server_run(struct sg_gw_config *cfg);
+/* Runs the server until SIGINT/SIGTERM (a graceful drain; SIGUSR1 drains
+ * with close 1012, a restart). SIGHUP reloads the configuration from the
+ * same sources (argc/argv, the file, the environment). Returns a process
+ * exit code. */
+int sg_server_run(struct sg_gw_config *cfg, int argc, char **argv);
 
 /* Per-IP accounting (server.c); returns 1 if the connection is allowed. */
 int sg_ip_acquire(struct sg_server *s, const char *ip);

@@ -12,6 +12,9 @@
  * clock). Safe from any thread. */
 uint64_t sg_now_ms(void);
 
+/* FNV-1a of a NUL-terminated string: the hash of every string-keyed table. */
+uint32_t sg_fnv1a(const char *s);
+
 /* Percent-decodes src[0..len) (RFC 3986 2.1: pct-encoded = "%" HEXDIG
  * HEXDIG, either case) into out, cap bytes including the terminating NUL.
  * src is borrowed and may hold any bytes; nothing but the escapes is

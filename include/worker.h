@@ -26,7 +26,13 @@ struct sg_worker {
     struct evconnlistener **listeners;
     int *listener_tls;
     size_t nlisteners;
-    struct event *stop_ev; /* activated from the main thread */
+    struct event *stop_ev;  /* activated from the main thread */
+    struct event *pause_ev; /* the main thread's reload barrier (server.c) */
+    struct event *wd_ev;    /* the main thread's watchdog round (server.c) */
+    struct event *drain_ev; /* shutdown: polls until done or the deadline */
+    int drain_phase;        /* 0 finishing confirms, 1 closing */
+    uint64_t confirm_deadline, final_deadline;
+    atomic_ulong wd_seen;  /* the last watchdog round this worker answered */
     struct sg_conn *conns; /* doubly linked, owned */
     /* connections written to outside their own callbacks (relay fan-out),
      * flushed together by sg_conn_flush_pending */

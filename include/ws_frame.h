@@ -62,6 +62,7 @@ enum sg_ws_close_code {
     SG_WS_CLOSE_POLICY = 1008,
     SG_WS_CLOSE_TOO_BIG = 1009,
     SG_WS_CLOSE_INTERNAL = 1011,
+    SG_WS_CLOSE_RESTART = 1012, /* service restart: come back soon */
     SG_WS_CLOSE_TRY_AGAIN = 1013,
 };
 

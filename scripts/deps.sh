@@ -14,7 +14,7 @@ TEST_PKGS="clang-format libcmocka-dev python3-pytest python3-pytest-timeout pyth
 TEST_PKGS="$TEST_PKGS shellcheck groff-base man-db mandoc" # test_install, test_scripts: shellcheck, man pages
 FUZZ_PKGS="clang libclang-rt-14-dev"           # clang + libFuzzer runtime (make fuzz)
 NODE_PKGS="nodejs npm"                         # npm may be provided by nodesource's nodejs
-BROWSER_PKGS=""                                # later: chromium (browser tests)
+BROWSER_PKGS="chromium fonts-dejavu-core"     # tests/browser: /usr/bin/chromium, and a font for its screenshots
 EXTRA_PKGS=${SG_EXTRA_PKGS:-}                  # ad hoc, e.g. SG_EXTRA_PKGS=shellcheck make deps
 # shellcheck disable=SC2206   # word splitting of the lists is intended
 ALL_PKGS=($BUILD_PKGS $BROKER_PKGS $TEST_PKGS $FUZZ_PKGS $NODE_PKGS $BROWSER_PKGS $EXTRA_PKGS)

@@ -79,8 +79,9 @@ EOF
 
 # roff TEXT: TEXT safe on a roff text line (backslashes, a leading . or ')
 roff() { printf '%s\n' "$1" | sed -e 's/\\/\\e/g' -e "s/^[.']/\\\\\\&&/"; }
-# roff_lit TEXT: a literal value: also keep the hyphens minus signs
-roff_lit() { roff "$1" | sed -e 's/-/\\-/g'; }
+# roff_lit TEXT: a literal value: also keep the hyphens minus signs, and let a long list
+# break after its separators (\: is an invisible break point)
+roff_lit() { roff "$1" | sed -e 's/-/\\-/g' -e 's/[:,]/&\\:/g'; }
 
 # man_block STYLE PROG ENV_PREFIX < records: keys (stompgate.conf(5)) or flags (PROG(8))
 man_block() {

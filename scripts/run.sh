@@ -109,6 +109,9 @@ if [ ! -f "$rundir/stompgate.conf" ]; then
 client_dir = $repo/client
 broker_user = $BROKER_USER
 broker_password = $BROKER_PASSWORD
+# the ticker page sends no login: its sessions log in as this broker user
+default_login = $BROKER_USER
+default_passcode = $BROKER_PASSWORD
 log_level = info
 EOF
 fi

@@ -10,6 +10,8 @@
 #   SG_TEST_CASE_TIMEOUT  seconds per pytest test (pytest-timeout), default 300
 #   SG_TEST_TIMEOUT       seconds for the whole pytest run, default 2400
 #   SG_BIN_DIR            binaries the tests run (default bin; e.g. bin/asan)
+#   SG_BROWSER_TIMEOUT    seconds for the browser tests, default 600
+#   SG_CHROMIUM           the browser tests' Chromium, default /usr/bin/chromium
 #   PYTEST_ADDOPTS        extra pytest options, as usual (e.g. "-k static -x")
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -61,6 +63,18 @@ for d in tests/integration tests/conformance; do
     compgen -G "$d/test_*.py" >/dev/null && pydirs+=("$d")
 done
 node_run=0
+browser_run=0
+if compgen -G "tests/browser/*.test.mjs" >/dev/null; then
+    if [ ! -d node_modules/playwright-core ]; then
+        echo "== browser: no node_modules/playwright-core (make deps failed?)"
+        failed+=(browser)
+    elif [ ! -x "${SG_CHROMIUM:-/usr/bin/chromium}" ]; then
+        echo "== browser: no ${SG_CHROMIUM:-/usr/bin/chromium} (make deps failed?)"
+        failed+=(browser)
+    else
+        browser_run=1
+    fi
+fi
 if compgen -G "tests/node/*.test.mjs" >/dev/null; then
     if [ -d node_modules ] || [ ! -f package.json ]; then
         node_run=1
@@ -113,5 +127,11 @@ fi
 if [ $node_run = 1 ]; then
     phase node
     node --test tests/node/ || failed+=(node)
+fi
+
+# ---- the ticker page in Chromium (tests/browser; one file starts a broker of its own)
+if [ $browser_run = 1 ]; then
+    phase browser
+    timeout --foreground -k 30 "${SG_BROWSER_TIMEOUT:-600}" node --test tests/browser/ || failed+=(browser)
 fi
 # finish (the EXIT trap) stops the broker and prints the verdict line on failure

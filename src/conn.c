@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define READ_HWM_SLACK 65536 /* bound on unprocessed input: max_message + this */
@@ -214,11 +215,31 @@ static void ws_fail(struct sg_conn *c, int code, const char *reason)
 
 /* ---- HTTP */
 
+/* Strict-Transport-Security for a response over TLS (hsts_max_age > 0),
+ * else "": a header line with its CRLF, in buf. */
+static const char *hsts(const struct sg_conn *c, char *buf, size_t cap)
+{
+    long long age = c->s->cfg->hsts_max_age;
+    if (!c->tls || age <= 0) return "";
+    snprintf(buf, cap, "Strict-Transport-Security: max-age=%lld\r\n", age);
+    return buf;
+}
+
 static void http_error(struct sg_conn *c, int status, const char *msg)
 {
-    char buf[1024];
+    char buf[1024], h[96];
     size_t n = sg_http_error_response(status, msg ? msg : sg_http_reason(status), buf, sizeof buf);
-    if (n) out_bytes(c, buf, n);
+    const char *eol = n ? memchr(buf, '\n', n) : NULL;
+    const char *hs = hsts(c, h, sizeof h);
+    if (eol && *hs) {
+        /* after the status line */
+        size_t first = (size_t)(eol - buf) + 1;
+        out_bytes(c, buf, first);
+        out_bytes(c, hs, strlen(hs));
+        out_bytes(c, buf + first, n - first);
+    } else if (n) {
+        out_bytes(c, buf, n);
+    }
     sg_log_sess(SG_LOG_DEBUG, c->id, "HTTP %d: %s", status, msg ? msg : "");
     conn_finish(c);
 }
@@ -227,11 +248,12 @@ static void http_reply(struct sg_conn *c, int status, const char *ctype, const c
                        size_t len, int head_only)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
+    char h[96];
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                         "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-                        "Connection: close\r\n\r\n",
-                        status, sg_http_reason(status), ctype, len);
+                        "%sConnection: close\r\n\r\n",
+                        status, sg_http_reason(status), ctype, len, hsts(c, h, sizeof h));
     if (!head_only && len) evbuffer_add(out, body, len);
     conn_finish(c);
 }
@@ -304,9 +326,14 @@ static void serve_metrics(struct sg_conn *c, int head_only)
     http_reply(c, 200, "text/plain; version=0.0.4", body, (size_t)n, head_only);
 }
 
+/* Sent with every static file. The page loads only its own scripts, styles
+ * and images and talks only to the WebSocket endpoint it was served from:
+ * CSP 3 lets 'self' match ws: and wss: on the page's own host and port (and
+ * wss: only for an https page), which tests/browser checks in Chromium. */
 static const char *SEC_HEADERS =
     "X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n"
-    "Content-Security-Policy: default-src 'self'; connect-src 'self' ws: wss:; "
+    "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'none'\r\nReferrer-Policy: no-referrer\r\n";
 
 /* realpath + prefix check: symlinks may not lead outside client_dir.
@@ -319,7 +346,75 @@ static int resolve_under_root(const char *root, const char *path, char *real, st
            stat(real, st) == 0;
 }
 
-static void serve_file(struct sg_conn *c, const char *path, int head_only)
+/* IMF-fixdate (RFC 9110 5.6.7), never locale-dependent: buf holds 30 bytes. */
+static void http_date(time_t t, char *buf, size_t cap)
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    struct tm tm;
+    if (!gmtime_r(&t, &tm)) {
+        snprintf(buf, cap, "Thu, 01 Jan 1970 00:00:00 GMT");
+        return;
+    }
+    snprintf(buf, cap, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+             months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* Parses an IMF-fixdate; 0 for anything else, which RFC 9110 13.1.3 says to
+ * ignore (the obsolete RFC 850 and asctime forms are not sent by browsers). */
+static int http_date_parse(const char *v, size_t len, time_t *out)
+{
+    char s[64];
+    struct tm tm = {0};
+    if (len >= sizeof s) return 0;
+    memcpy(s, v, len);
+    s[len] = 0;
+    const char *end = strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (!end || *end) return 0;
+    *out = timegm(&tm);
+    return *out != (time_t)-1;
+}
+
+/* If-None-Match (RFC 9110 13.1.2): "*" or a list of entity tags, compared
+ * weakly (a W/ prefix is ignored on either side). etag is our quoted tag. */
+static int etag_matches(const char *v, size_t len, const char *etag)
+{
+    size_t el = strlen(etag), i = 0;
+    while (i < len) {
+        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        if (i == len) break;
+        if (v[i] == '*') return 1;
+        if (len - i >= 2 && v[i] == 'W' && v[i + 1] == '/') i += 2;
+        if (i == len || v[i] != '"') return 0; /* malformed: no match, a full 200 */
+        size_t start = i++;
+        while (i < len && v[i] != '"')
+            i++;
+        if (i == len) return 0;
+        i++;
+        if (i - start == el && memcmp(v + start, etag, el) == 0) return 1;
+    }
+    return 0;
+}
+
+/* 1 if the request's validators say the client's copy is current (RFC 9110
+ * 13.2.2: If-None-Match, when present, decides alone). */
+static int not_modified(const struct sg_http_request *req, const char *etag, time_t mtime)
+{
+    const struct sg_http_header *h = sg_http_find(req, "If-None-Match");
+    if (h) return etag_matches(h->value, h->value_len, etag);
+    h = sg_http_find(req, "If-Modified-Since");
+    time_t since;
+    return h && http_date_parse(h->value, h->value_len, &since) && mtime <= since;
+}
+
+/* Static files are served with Cache-Control: no-cache and both validators,
+ * so a browser always revalidates and gets a 304 without a body while the
+ * file is unchanged. The ETag is the file's size and mtime in nanoseconds
+ * (what a rewrite changes, as nginx does); Last-Modified its mtime. */
+static void serve_file(struct sg_conn *c, const struct sg_http_request *req, const char *path,
+                       int head_only)
 {
     const char *root = c->s->client_root;
     char full[8192], real[PATH_MAX];
@@ -348,16 +443,33 @@ static void serve_file(struct sg_conn *c, const char *path, int head_only)
         http_error(c, 404, "not found");
         return;
     }
+    char etag[64], modified[40], date[40], hb[96];
+    snprintf(etag, sizeof etag, "\"%llx-%llx\"", (unsigned long long)st.st_size,
+             (unsigned long long)st.st_mtim.tv_sec * 1000000000ULL +
+                 (unsigned long long)st.st_mtim.tv_nsec);
+    http_date(st.st_mtim.tv_sec, modified, sizeof modified);
+    http_date(time(NULL), date, sizeof date);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (not_modified(req, etag, st.st_mtim.tv_sec)) {
+        evbuffer_add_printf(out,
+                            "HTTP/1.1 304 Not Modified\r\nDate: %s\r\nCache-Control: no-cache\r\n"
+                            "ETag: %s\r\nLast-Modified: %s\r\n%s%sConnection: close\r\n\r\n",
+                            date, etag, modified, SEC_HEADERS, hsts(c, hb, sizeof hb));
+        conn_finish(c);
+        return;
+    }
     int fd = open(real, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         http_error(c, 403, "forbidden");
         return;
     }
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    evbuffer_add_printf(out,
-                        "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %lld\r\n"
-                        "Cache-Control: no-cache\r\n%sConnection: close\r\n\r\n",
-                        sg_http_mime(real), (long long)st.st_size, SEC_HEADERS);
+    evbuffer_add_printf(
+        out,
+        "HTTP/1.1 200 OK\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %lld\r\n"
+        "Cache-Control: no-cache\r\nETag: %s\r\nLast-Modified: %s\r\n"
+        "%s%sConnection: close\r\n\r\n",
+        date, sg_http_mime(real), (long long)st.st_size, etag, modified, SEC_HEADERS,
+        hsts(c, hb, sizeof hb));
     if (!head_only && st.st_size > 0) {
         evbuffer_add_file(out, fd, 0, st.st_size); /* takes the fd */
     } else {
@@ -400,7 +512,7 @@ static void serve_http(struct sg_conn *c, const struct sg_http_request *req)
     } else if (strcmp(path, "/") != 0 && is_ws_path(c->s, path)) {
         http_error(c, 426, "this is a WebSocket endpoint: send Upgrade: websocket");
     } else {
-        serve_file(c, path, head);
+        serve_file(c, req, path, head);
     }
 }
 
@@ -859,7 +971,6 @@ static void conn_free(struct sg_conn *c)
     bufferevent_free(c->bev);
     sg_log_sess(SG_LOG_DEBUG, c->id, "closed");
     free(c);
-    if (!w->conns && atomic_load(&s->draining)) event_base_loopexit(w->base, NULL);
 }
 
 /* ---- the relay's view of a connection (relay.h: sg_relay_client_ops) */
@@ -994,14 +1105,38 @@ void sg_conn_flush_pending(void *worker)
     w->ndirty = 0;
 }
 
-void sg_conn_close_all(struct sg_worker *w)
+void sg_conn_drain_begin(struct sg_worker *w)
 {
     struct sg_conn *c = w->conns, *next;
     for (; c; c = next) {
         next = c->next;
         enter(c);
-        if (c->state == CS_WS || c->state == CS_WS_CLOSING)
-            ws_fail(c, SG_WS_CLOSE_GOING_AWAY, "server shutting down");
+        if (c->state == CS_WS) {
+            /* no new frames: what was sent is finished (confirms, receipts) */
+            c->broker_paused = 1;
+            bufferevent_disable(c->bev, EV_READ);
+        } else if (c->state == CS_HTTP) {
+            c->dead = 1;
+        }
+        leave(c);
+    }
+}
+
+void sg_conn_close_all(struct sg_worker *w, int code)
+{
+    struct sg_conn *c = w->conns, *next;
+    for (; c; c = next) {
+        next = c->next;
+        enter(c);
+        if (c->state == CS_WS || c->state == CS_WS_CLOSING) {
+            /* read again: the peer's close frame answers ours */
+            c->broker_paused = 0;
+            if (!c->read_paused) bufferevent_enable(c->bev, EV_READ);
+        }
+        if (c->state == CS_WS && c->sess)
+            sg_stomp_session_fail(c->sess, "server shutting down", NULL, code);
+        else if (c->state == CS_WS || c->state == CS_WS_CLOSING)
+            ws_fail(c, code, "server shutting down");
         else if (c->state == CS_HTTP)
             c->dead = 1;
         leave(c);

@@ -9,16 +9,14 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#define DEFAULT_CONFIG "/etc/stompgate/stompgate.conf"
-
 int main(int argc, char **argv)
 {
     static const struct sg_program prog = {
         .name = "stompgate",
         .summary = "Bridges browsers speaking STOMP 1.0-1.2 over WebSocket (ws/wss) to RabbitMQ "
                    "over AMQP 0-9-1,\nand serves the stock ticker page.",
-        .env_prefix = "STOMPGATE_",
-        .default_file = DEFAULT_CONFIG,
+        .env_prefix = SG_ENV_PREFIX,
+        .default_file = SG_DEFAULT_CONFIG,
         .table = sg_gw_options,
         .check = sg_gw_config_check,
     };
@@ -41,7 +39,7 @@ int main(int argc, char **argv)
                "max_connections %lld is above what the descriptor limit %llu allows; "
                "connections beyond it will fail to be accepted",
                cfg.max_connections, (unsigned long long)rl.rlim_cur);
-    int rc = sg_server_run(&cfg);
+    int rc = sg_server_run(&cfg, argc, argv);
     sg_config_free(sg_gw_options, &cfg);
     return rc;
 }

@@ -368,6 +368,25 @@ void sg_relay_free(struct sg_relay *r)
     free(r);
 }
 
+size_t sg_relay_pending(const struct sg_relay *r)
+{
+    size_t n = 0;
+    const struct rlink *rl;
+    const struct pub *p;
+    const struct prep *pr;
+    LIST_FOREACH(rl, &r->links, next)
+    {
+        STAILQ_FOREACH(p, &rl->unconf, next)
+        n++;
+        STAILQ_FOREACH(p, &rl->held, next)
+        n++;
+        STAILQ_FOREACH(pr, &rl->preps, next)
+        STAILQ_FOREACH(p, &pr->waiting, next)
+        n++;
+    }
+    return n;
+}
+
 int sg_relay_ready(const struct sg_relay *r)
 {
     return r && r->service && sg_link_is_open(r->service->link);

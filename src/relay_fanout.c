@@ -47,6 +47,17 @@ static void fail_slow(struct sg_relay *r, struct victims *v, const char *msg)
     sg_victims_fail(v, msg, SG_WS_CLOSE_POLICY);
 }
 
+amqp_table_t sg_bounded_queue_args(amqp_table_entry_t args[2], long long max_len)
+{
+    args[0].key = B("x-max-length");
+    args[0].value.kind = AMQP_FIELD_KIND_I64;
+    args[0].value.value.i64 = (int64_t)max_len;
+    args[1].key = B("x-overflow");
+    args[1].value.kind = AMQP_FIELD_KIND_UTF8;
+    args[1].value.value.bytes = B("drop-head");
+    return (amqp_table_t){2, args};
+}
+
 void sg_fanout_setup(struct topic *t)
 {
     struct sg_link *l = t->rl->link;
@@ -68,13 +79,7 @@ void sg_fanout_setup(struct topic *t)
      * oldest dropped first: the broker conflates, not our memory. */
     const struct sg_gw_config *cfg = t->rl->r->env.cfg;
     amqp_table_entry_t args[2];
-    args[0].key = B("x-max-length");
-    args[0].value.kind = AMQP_FIELD_KIND_I64;
-    args[0].value.value.i64 = (int64_t)cfg->upstream_max_length;
-    args[1].key = B("x-overflow");
-    args[1].value.kind = AMQP_FIELD_KIND_UTF8;
-    args[1].value.value.bytes = B("drop-head");
-    amqp_table_t at = {2, args};
+    amqp_table_t at = sg_bounded_queue_args(args, cfg->upstream_max_length);
     amqp_queue_declare_t d = {0, B(t->qname), 0, 0, 1, 1, 0, at};
     amqp_queue_bind_t b = {0, B(t->qname), B(t->exchange), B(t->rkey), 0, amqp_empty_table};
     amqp_basic_qos_t q = {0, (uint16_t)cfg->upstream_prefetch, 0};

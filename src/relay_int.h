@@ -228,6 +228,10 @@ void sg_sub_link_down(struct sub *s);
 void sg_sub_durable_name(const char *dest, const char *id, char *out, size_t cap);
 
 /* ---- relay_fanout.c */
+/* Arguments of a queue the broker keeps bounded for a consumer that falls
+ * behind: x-max-length max_len, the oldest dropped first (drop-head).
+ * args (2 entries) backs the table. */
+amqp_table_t sg_bounded_queue_args(amqp_table_entry_t args[2], long long max_len);
 extern const struct sg_link_chan_ops sg_topic_chan_ops;
 int sg_fanout_subscribe(struct sg_relay_sess *rs, struct sub *s, const char *receipt,
                         const char **errmsg);

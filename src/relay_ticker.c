@@ -109,17 +109,9 @@ static uint64_t wall_ms(void)
     return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 }
 
-static uint32_t hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
-}
-
 static struct tsym **tslot(struct sg_ticker *tk, const char *sym)
 {
-    struct tsym **p = &tk->tab[hash(sym) & (tk->nbuckets - 1)];
+    struct tsym **p = &tk->tab[sg_fnv1a(sym) & (tk->nbuckets - 1)];
     while (*p && strcmp((*p)->sym, sym))
         p = &(*p)->next;
     return p;
@@ -136,7 +128,7 @@ static void tgrow(struct sg_ticker *tk)
         struct tsym *ts = tk->tab[i], *n;
         for (; ts; ts = n) {
             n = ts->next;
-            struct tsym **p = &tab[hash(ts->sym) & (nb - 1)];
+            struct tsym **p = &tab[sg_fnv1a(ts->sym) & (nb - 1)];
             ts->next = *p;
             *p = ts;
         }
@@ -212,7 +204,11 @@ static void fan_out(struct sg_ticker *tk, const struct sg_quote *q)
 {
     struct sg_relay *r = tk->r;
     struct tsym *ts = *tslot(tk, q->symbol);
-    if (!ts || (ts->has && ts->last.seq >= q->seq)) return;
+    /* only an older price is stale: the same one may be in ts->last
+     * already when a new subscriber copied it from the hub before this
+     * take, and then the earlier subscribers have not had it yet (the new
+     * ones leave the fresh list below, so nobody gets it twice) */
+    if (!ts || (ts->has && ts->last.seq > q->seq)) return;
     ts->last = *q;
     ts->has = 1;
     size_t max = (size_t)r->env.cfg->quote_conflate_bytes;
@@ -264,7 +260,9 @@ static void publish_work(struct sg_ticker *tk, char (*syms)[SG_TICKER_SYM_CAP], 
 {
     struct sg_relay *r = tk->r;
     const struct sg_gw_config *cfg = r->env.cfg;
-    if (!tk->wready || !n) return;
+    /* a broker that blocks publishers stops reading the connection: the work
+     * waits for the next interval rather than fill a socket nobody reads */
+    if (!tk->wready || !n || sg_link_is_blocked(r->service->plink)) return;
     amqp_basic_properties_t p;
     memset(&p, 0, sizeof p);
     char ttl[24];
@@ -338,13 +336,7 @@ static void setup_results(struct sg_ticker *tk)
         uuid_unparse_lower(u, us);
         snprintf(tk->rqname, sizeof tk->rqname, "stompgate-quotes-%s", us);
         amqp_table_entry_t args[2];
-        args[0].key = B("x-max-length");
-        args[0].value.kind = AMQP_FIELD_KIND_I64;
-        args[0].value.value.i64 = (int64_t)cfg->upstream_max_length;
-        args[1].key = B("x-overflow");
-        args[1].value.kind = AMQP_FIELD_KIND_UTF8;
-        args[1].value.value.bytes = B("drop-head");
-        amqp_table_t at = {2, args};
+        amqp_table_t at = sg_bounded_queue_args(args, cfg->upstream_max_length);
         amqp_queue_declare_t qd = {0, B(tk->rqname), 0, 0, 1, 1, 0, at};
         amqp_queue_bind_t qb = {0, B(tk->rqname),   B(cfg->quote_results_exchange), B(""),
                                 0, amqp_empty_table};

@@ -7,6 +7,7 @@
 #include "relay.h"
 #include "ticker.h"
 #include "util.h"
+#include "ws_frame.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,7 +17,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <systemd/sd-daemon.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,10 +39,7 @@ static struct sg_ip_count *ip_buckets[IP_BUCKETS];
 
 static unsigned ip_hash(const char *s)
 {
-    unsigned h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % IP_BUCKETS;
+    return sg_fnv1a(s) % IP_BUCKETS;
 }
 
 int sg_ip_acquire(struct sg_server *s, const char *ip)
@@ -83,6 +83,49 @@ void sg_ip_release(struct sg_server *s, const char *ip)
 }
 
 /* ---- TLS */
+static void tls_log_errors(void)
+{
+    unsigned long e;
+    while ((e = ERR_get_error()))
+        sg_log(SG_LOG_ERROR, "tls: %s", ERR_error_string(e, NULL));
+}
+
+/* The intermediate chain: every certificate in the file, and an error for
+ * anything else (a truncated or garbled PEM is reported, never skipped). */
+static int tls_load_chain(SSL_CTX *ctx, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        sg_log(SG_LOG_ERROR, "tls: cannot read chain %s: %s", path, strerror(errno));
+        return -1;
+    }
+    X509 *x;
+    int n = 0;
+    ERR_clear_error();
+    while ((x = PEM_read_X509(f, NULL, NULL, NULL))) {
+        if (SSL_CTX_add0_chain_cert(ctx, x) != 1) {
+            X509_free(x);
+            fclose(f);
+            return -1;
+        }
+        n++;
+    }
+    fclose(f);
+    /* the loop ends with "no start line" at the end of the file; any other
+     * error is a bad certificate */
+    unsigned long e = ERR_peek_last_error();
+    if (e && !(ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)) {
+        sg_log(SG_LOG_ERROR, "tls: chain %s: a certificate cannot be read", path);
+        return -1;
+    }
+    ERR_clear_error();
+    if (!n) {
+        sg_log(SG_LOG_ERROR, "tls: chain %s holds no certificate", path);
+        return -1;
+    }
+    return 0;
+}
+
 static SSL_CTX *tls_ctx_new(const struct sg_gw_config *cfg)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -91,23 +134,23 @@ static SSL_CTX *tls_ctx_new(const struct sg_gw_config *cfg)
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    if (SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers) != 1) {
+        sg_log(SG_LOG_ERROR, "tls: tls_ciphers \"%s\" selects no cipher", cfg->tls_ciphers);
+        goto fail;
+    }
+    if (SSL_CTX_set_ciphersuites(ctx, cfg->tls_ciphersuites) != 1) {
+        sg_log(SG_LOG_ERROR, "tls: tls_ciphersuites \"%s\" is not valid", cfg->tls_ciphersuites);
+        goto fail;
+    }
+    if (SSL_CTX_set1_groups_list(ctx, cfg->tls_groups) != 1) {
+        sg_log(SG_LOG_ERROR, "tls: tls_groups \"%s\" is not valid", cfg->tls_groups);
+        goto fail;
+    }
     if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
         sg_log(SG_LOG_ERROR, "tls: cannot load certificate %s", cfg->tls_cert);
         goto fail;
     }
-    if (cfg->tls_chain[0]) {
-        FILE *f = fopen(cfg->tls_chain, "r");
-        X509 *x;
-        if (!f) {
-            sg_log(SG_LOG_ERROR, "tls: cannot read chain %s", cfg->tls_chain);
-            goto fail;
-        }
-        while ((x = PEM_read_X509(f, NULL, NULL, NULL))) {
-            SSL_CTX_add0_chain_cert(ctx, x);
-        }
-        fclose(f);
-        ERR_clear_error();
-    }
+    if (cfg->tls_chain[0] && tls_load_chain(ctx, cfg->tls_chain) != 0) goto fail;
     if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
         sg_log(SG_LOG_ERROR, "tls: cannot load key %s", cfg->tls_key);
         goto fail;
@@ -118,11 +161,8 @@ static SSL_CTX *tls_ctx_new(const struct sg_gw_config *cfg)
         goto fail;
     }
     return ctx;
-fail : {
-    unsigned long e;
-    while ((e = ERR_get_error()))
-        sg_log(SG_LOG_ERROR, "tls: %s", ERR_error_string(e, NULL));
-}
+fail:
+    tls_log_errors();
     SSL_CTX_free(ctx);
     return NULL;
 }
@@ -248,17 +288,59 @@ static void ticker_wake(void *arg, int w)
     if (w >= 0 && w < s->nworkers) sg_relay_ticker_wake(s->workers[w].relay);
 }
 
+/* Shutdown, on the worker: stop accepting and reading, let the SENDs
+ * already accepted be confirmed (their RECEIPTs go out), then send every
+ * session ERROR "server shutting down" and the close code, and end the
+ * loop once every connection is gone - or at the deadlines. */
+static void drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sg_worker *w = arg;
+    uint64_t now = sg_now_ms();
+    if (w->drain_phase == 0 &&
+        (sg_relay_pending(w->relay) == 0 || now >= w->confirm_deadline || !w->conns)) {
+        size_t left = sg_relay_pending(w->relay);
+        if (left)
+            sg_log(SG_LOG_WARN, "worker %d: %zu SENDs still unconfirmed at the deadline", w->id,
+                   left);
+        w->drain_phase = 1;
+        sg_conn_close_all(w, w->srv->close_code);
+        sg_relay_shutdown(w->relay);
+    }
+    if (w->drain_phase == 1 && (!w->conns || now >= w->final_deadline))
+        event_base_loopexit(w->base, NULL);
+}
+
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sg_worker *w = arg;
+    const struct sg_gw_config *cfg = w->srv->cfg;
     for (size_t i = 0; i < w->nlisteners; i++)
         evconnlistener_disable(w->listeners[i]);
-    sg_conn_close_all(w);
-    sg_relay_shutdown(w->relay);
-    /* let close frames go out: the loop ends when the last connection is
-     * gone (conn.c) or after a second at most */
-    struct timeval tv = {1, 0};
-    event_base_loopexit(w->base, w->conns ? &tv : NULL);
+    uint64_t now = sg_now_ms(), t = (uint64_t)cfg->shutdown_timeout_ms;
+    /* the close handshake gets the last quarter (at most a second) */
+    uint64_t closing = t / 4 < 1000 ? t / 4 : 1000;
+    w->confirm_deadline = now + t - closing;
+    w->final_deadline = now + t;
+    sg_conn_drain_begin(w);
+    struct timeval tv = {0, 20000};
+    event_add(w->drain_ev, &tv);
+    drain_cb(-1, 0, w);
+}
+
+/* The reload barrier: the worker parks until the main thread has swapped
+ * the configuration (nothing else reads it meanwhile). */
+static void pause_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sg_worker *w = arg;
+    pthread_barrier_wait(&w->srv->pause_in);
+    pthread_barrier_wait(&w->srv->pause_out);
+}
+
+/* A watchdog round: the worker's loop is turning. */
+static void wd_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sg_worker *w = arg;
+    atomic_store(&w->wd_seen, atomic_load(&w->srv->wd_round));
 }
 
 static void auth_done_cb(evutil_socket_t fd, short what, void *arg)
@@ -273,18 +355,216 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+static struct sg_server *the_server; /* for the main thread's signal callbacks */
+
 static void sig_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct event_base *base = arg;
-    sg_log(SG_LOG_INFO, "signal %d: shutting down", (int)sig);
+    struct sg_server *s = the_server;
+    s->close_code = sig == SIGUSR1 ? SG_WS_CLOSE_RESTART : SG_WS_CLOSE_GOING_AWAY;
+    sg_log(SG_LOG_INFO, "signal %d: shutting down (close %d, within %lld ms)", (int)sig,
+           s->close_code, (long long)s->cfg->shutdown_timeout_ms);
+    sd_notify(0, "STOPPING=1\nSTATUS=draining");
     event_base_loopbreak(base);
+}
+
+/* Options a reload may change; the others need a restart (listeners,
+ * threads, the broker, the ticker's queues, budgets computed at start). */
+static const char *const reloadable[] = {"log_level",
+                                         "tls_cert",
+                                         "tls_key",
+                                         "tls_chain",
+                                         "tls_ciphers",
+                                         "tls_ciphersuites",
+                                         "tls_groups",
+                                         "hsts_max_age",
+                                         "allowed_origins",
+                                         "max_message",
+                                         "max_connect_frame",
+                                         "max_request_line",
+                                         "max_headers",
+                                         "max_header_bytes",
+                                         "handshake_timeout_ms",
+                                         "ping_interval_ms",
+                                         "pong_timeout_ms",
+                                         "close_timeout_ms",
+                                         "connect_timeout_ms",
+                                         "max_connections",
+                                         "max_connections_per_ip",
+                                         "heartbeat_send_ms",
+                                         "heartbeat_recv_ms",
+                                         "heartbeat_min_ms",
+                                         "heartbeat_max_ms",
+                                         "heartbeat_grace",
+                                         "default_login",
+                                         "default_passcode",
+                                         "stomp_max_frame",
+                                         "stomp_max_headers",
+                                         "stomp_max_header_line",
+                                         "stomp_max_body",
+                                         "max_subscriptions",
+                                         "max_tx",
+                                         "max_tx_bytes",
+                                         "output_buffer_max",
+                                         "slow_consumer_timeout_ms",
+                                         "prefetch",
+                                         "max_prefetch",
+                                         "max_pending_receipts",
+                                         "nack_requeue",
+                                         "hold_ms",
+                                         "quote_conflate_bytes",
+                                         "shutdown_timeout_ms",
+                                         NULL};
+
+static int is_reloadable(const char *name)
+{
+    for (const char *const *p = reloadable; *p; p++)
+        if (!strcmp(*p, name)) return 1;
+    return 0;
+}
+
+static size_t opt_size(enum sg_opt_type t)
+{
+    switch (t) {
+    case SG_OPT_STR:
+        return sizeof(char *);
+    case SG_OPT_INT:
+    case SG_OPT_SIZE:
+        return sizeof(long long);
+    case SG_OPT_BOOL:
+    case SG_OPT_LOGLEVEL:
+        return sizeof(int);
+    case SG_OPT_DOUBLE:
+        return sizeof(double);
+    case SG_OPT_LIST:
+    case SG_OPT_ADDRS:
+        return sizeof(char **);
+    }
+    return 0;
+}
+
+static int opt_equal(const struct sg_opt *o, const void *a, const void *b)
+{
+    const char *pa = (const char *)a + o->offset, *pb = (const char *)b + o->offset;
+    if (o->type == SG_OPT_STR) return !strcmp(*(char *const *)pa, *(char *const *)pb);
+    if (o->type == SG_OPT_LIST || o->type == SG_OPT_ADDRS) {
+        char *const *la = *(char **const *)pa, *const *lb = *(char **const *)pb;
+        for (; la && lb && *la && *lb; la++, lb++)
+            if (strcmp(*la, *lb)) return 0;
+        return (!la || !*la) && (!lb || !*lb);
+    }
+    return !memcmp(pa, pb, opt_size(o->type));
+}
+
+/* What the workers read besides cfg, derived from it. */
+static void build_session_config(struct sg_server *s);
+static void build_derived(struct sg_server *s)
+{
+    const struct sg_gw_config *cfg = s->cfg;
+    s->policy.paths = (const char *const *)cfg->ws_paths;
+    s->policy.origins = (const char *const *)cfg->allowed_origins;
+    s->policy.echo_path_enabled = cfg->echo_endpoint;
+    s->http_lim.max_request_line = (size_t)cfg->max_request_line;
+    s->http_lim.max_headers = (size_t)cfg->max_headers;
+    s->http_lim.max_header_bytes = (size_t)cfg->max_header_bytes;
+    s->ws_lim.max_message = (uint64_t)cfg->max_message;
+    build_session_config(s);
+}
+
+/* SIGHUP: loads the configuration again from the same sources and, if it
+ * is valid, applies what may change while running, with every worker
+ * parked at a barrier for the swap; a bad configuration is refused whole
+ * and the running one kept. Sessions stay connected. */
+static void reload(struct sg_server *s)
+{
+    sd_notify(0, "RELOADING=1\nSTATUS=reloading the configuration");
+    struct sg_gw_config *nc = calloc(1, sizeof *nc);
+    char *errs = NULL;
+    size_t errlen = 0;
+    FILE *err = open_memstream(&errs, &errlen);
+    struct sg_cli cli;
+    int bad = !nc || !err;
+    if (!bad) {
+        bad = sg_config_load(sg_gw_options, nc, SG_ENV_PREFIX, SG_DEFAULT_CONFIG, s->argc, s->argv,
+                             &cli, err) != 0;
+        if (!bad) bad = sg_gw_config_check(nc, err) != 0;
+    }
+    if (err) fclose(err);
+    SSL_CTX *ctx = NULL;
+    if (!bad && s->ssl_ctx) {
+        /* certificates are read now, before anything is swapped */
+        if (!(ctx = tls_ctx_new(nc))) bad = 1;
+    }
+    if (bad) {
+        sg_log(SG_LOG_ERROR, "reload refused, the running configuration is kept:");
+        for (char *line = errs ? strtok(errs, "\n") : NULL; line; line = strtok(NULL, "\n"))
+            sg_log(SG_LOG_ERROR, "  %s", line);
+        free(errs);
+        if (nc) sg_config_free(sg_gw_options, nc);
+        free(nc);
+        sd_notify(0, "READY=1\nSTATUS=reload refused; running configuration kept");
+        return;
+    }
+    free(errs);
+    for (const struct sg_opt *o = sg_gw_options; o->name; o++)
+        if (!opt_equal(o, s->cfg, nc) && !is_reloadable(o->name))
+            sg_log(SG_LOG_WARN, "reload: %s changed; it takes effect after a restart", o->name);
+    /* park every worker, swap, release: values the workers hold pointers to
+     * (strings, lists, the TLS context) are freed after the release */
+    for (int i = 0; i < s->nworkers; i++)
+        event_active(s->workers[i].pause_ev, 0, 0);
+    pthread_barrier_wait(&s->pause_in);
+    int changed = 0;
+    for (const struct sg_opt *o = sg_gw_options; o->name; o++) {
+        if (opt_equal(o, s->cfg, nc) || !is_reloadable(o->name)) continue;
+        char tmp[sizeof(long long) > sizeof(double) ? sizeof(long long) : sizeof(double)];
+        char *a = (char *)s->cfg + o->offset, *b = (char *)nc + o->offset;
+        size_t n = opt_size(o->type);
+        memcpy(tmp, a, n);
+        memcpy(a, b, n);
+        memcpy(b, tmp, n);
+        changed++;
+    }
+    sg_log_level_current = s->cfg->log_level;
+    build_derived(s);
+    SSL_CTX *old_ctx = NULL;
+    if (ctx) {
+        old_ctx = s->ssl_ctx; /* sessions keep their own reference */
+        s->ssl_ctx = ctx;
+    }
+    pthread_barrier_wait(&s->pause_out);
+    if (old_ctx) SSL_CTX_free(old_ctx);
+    sg_config_free(sg_gw_options, nc); /* the old values, swapped into it */
+    free(nc);
+    sg_log(SG_LOG_INFO, "configuration reloaded: %d option%s changed%s", changed,
+           changed == 1 ? "" : "s", ctx ? ", TLS certificates read again" : "");
+    sd_notify(0, "READY=1");
 }
 
 static void hup_cb(evutil_socket_t sig, short what, void *arg)
 {
-    /* reloading (certificates, limits) is planned; until then SIGHUP must
-     * not kill the daemon, which is its default action */
-    sg_log(SG_LOG_WARN, "SIGHUP: configuration reload is not supported yet; ignored");
+    reload(the_server);
+}
+
+/* systemd: STATUS= every few seconds, and WATCHDOG=1 only while every
+ * worker's loop is turning (each answers a round before the next ping). */
+static void notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sg_server *s = arg;
+    unsigned long round = atomic_load(&s->wd_round);
+    int alive = 1;
+    for (int i = 0; i < s->nworkers; i++)
+        if (atomic_load(&s->workers[i].wd_seen) != round) alive = 0;
+    char status[256];
+    snprintf(status, sizeof status,
+             "%sSTATUS=%ld connections, %ld STOMP sessions, %ld quote subscriptions",
+             alive ? "WATCHDOG=1\n" : "", atomic_load(&s->m.conns_open),
+             atomic_load(&s->m.stomp_connected), atomic_load(&s->m.quote_subscriptions));
+    sd_notify(0, status);
+    if (!alive) sg_log(SG_LOG_WARN, "watchdog: a worker did not answer in time");
+    atomic_store(&s->wd_round, round + 1);
+    for (int i = 0; i < s->nworkers; i++)
+        event_active(s->workers[i].wd_ev, 0, 0);
 }
 
 /* memory_max, or a quarter of the machine's RAM when it is 0 */
@@ -321,31 +601,28 @@ static void build_session_config(struct sg_server *s)
     sc->limits.max_body = (size_t)c->stomp_max_body;
 }
 
-int sg_server_run(struct sg_gw_config *cfg)
+int sg_server_run(struct sg_gw_config *cfg, int argc, char **argv)
 {
     int rc = 1;
     struct sg_server *s = calloc(1, sizeof *s);
     struct event_base *main_base = NULL;
-    struct event *ev_int = NULL, *ev_term = NULL, *ev_hup = NULL;
+    struct event *ev_int = NULL, *ev_term = NULL, *ev_hup = NULL, *ev_usr1 = NULL, *ev_wd = NULL;
     if (!s) return 1;
+    the_server = s;
     s->cfg = cfg;
+    s->argc = argc;
+    s->argv = argv;
+    s->close_code = SG_WS_CLOSE_GOING_AWAY;
     s->start_ms = sg_now_ms();
     pthread_mutex_init(&s->ip_lock, NULL);
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
 
-    s->policy.paths = (const char *const *)cfg->ws_paths;
-    s->policy.origins = (const char *const *)cfg->allowed_origins;
-    s->policy.echo_path_enabled = cfg->echo_endpoint;
     if (!cfg->allowed_origins || !cfg->allowed_origins[0])
         sg_log(SG_LOG_INFO, "allowed_origins is empty: WebSocket upgrades from any Origin are "
                             "accepted (set it in production against cross-site hijacking)");
     if (cfg->echo_endpoint) sg_log(SG_LOG_WARN, "test-only /echo endpoint is enabled");
-    s->http_lim.max_request_line = (size_t)cfg->max_request_line;
-    s->http_lim.max_headers = (size_t)cfg->max_headers;
-    s->http_lim.max_header_bytes = (size_t)cfg->max_header_bytes;
-    s->ws_lim.max_message = (uint64_t)cfg->max_message;
-    build_session_config(s);
+    build_derived(s);
     if (!realpath(cfg->client_dir, s->client_root)) {
         sg_log(SG_LOG_WARN, "client_dir %s: %s; static files disabled", cfg->client_dir,
                strerror(errno));
@@ -358,6 +635,8 @@ int sg_server_run(struct sg_gw_config *cfg)
     s->nworkers = cfg->workers > 0 ? (int)cfg->workers : (ncpu > 0 ? (int)ncpu : 1);
     s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
     if (!s->workers) goto out;
+    pthread_barrier_init(&s->pause_in, NULL, (unsigned)s->nworkers + 1);
+    pthread_barrier_init(&s->pause_out, NULL, (unsigned)s->nworkers + 1);
     if (!(s->auth = sg_auth_new(cfg, s->nworkers > 2 ? s->nworkers : 2))) goto out;
     if (cfg->quote_prefix[0] && !(s->ticker = sg_ticker_hub_new((size_t)cfg->quote_max_symbols,
                                                                 s->nworkers, ticker_wake, s)))
@@ -370,6 +649,10 @@ int sg_server_run(struct sg_gw_config *cfg)
         if (!(w->base = event_base_new())) goto out;
         w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
         w->auth_ev = event_new(w->base, -1, 0, auth_done_cb, w);
+        w->pause_ev = event_new(w->base, -1, 0, pause_cb, w);
+        w->wd_ev = event_new(w->base, -1, 0, wd_cb, w);
+        w->drain_ev = event_new(w->base, -1, EV_PERSIST, drain_cb, w);
+        if (!w->stop_ev || !w->auth_ev || !w->pause_ev || !w->wd_ev || !w->drain_ev) goto out;
         struct sg_relay_env env = {
             .base = w->base,
             .cfg = cfg,
@@ -393,13 +676,24 @@ int sg_server_run(struct sg_gw_config *cfg)
     ev_int = evsignal_new(main_base, SIGINT, sig_cb, main_base);
     ev_term = evsignal_new(main_base, SIGTERM, sig_cb, main_base);
     ev_hup = evsignal_new(main_base, SIGHUP, hup_cb, NULL);
+    ev_usr1 = evsignal_new(main_base, SIGUSR1, sig_cb, main_base);
     event_add(ev_int, NULL);
     event_add(ev_term, NULL);
     event_add(ev_hup, NULL);
+    event_add(ev_usr1, NULL);
 
     for (int i = 0; i < s->nworkers; i++)
         pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
     sg_log(SG_LOG_INFO, "stompgate %s ready", SG_VERSION);
+    /* systemd: ready once listening; the watchdog (and STATUS) at half of
+     * WatchdogSec, else STATUS every 5 s */
+    uint64_t wd_usec = 0;
+    if (sd_watchdog_enabled(0, &wd_usec) <= 0) wd_usec = 0;
+    uint64_t period = wd_usec ? wd_usec / 2 : 5000000;
+    sd_notify(0, "READY=1\nSTATUS=started");
+    ev_wd = event_new(main_base, -1, EV_PERSIST, notify_cb, s);
+    struct timeval wtv = {(time_t)(period / 1000000), (suseconds_t)(period % 1000000)};
+    event_add(ev_wd, &wtv);
     event_base_dispatch(main_base);
 
     atomic_store(&s->draining, 1);
@@ -430,12 +724,17 @@ out:
         free(w->listener_tls);
         if (w->auth_ev) event_free(w->auth_ev);
         if (w->stop_ev) event_free(w->stop_ev);
+        if (w->pause_ev) event_free(w->pause_ev);
+        if (w->wd_ev) event_free(w->wd_ev);
+        if (w->drain_ev) event_free(w->drain_ev);
         if (w->base) event_base_free(w->base);
     }
     free(s->workers);
     if (ev_int) event_free(ev_int);
     if (ev_term) event_free(ev_term);
     if (ev_hup) event_free(ev_hup);
+    if (ev_usr1) event_free(ev_usr1);
+    if (ev_wd) event_free(ev_wd);
     if (main_base) event_base_free(main_base);
     if (s->ssl_ctx) SSL_CTX_free(s->ssl_ctx);
     free(s);

@@ -1,5 +1,6 @@
 /* ticker.c - the stock-ticker core (see ticker.h). */
 #include "ticker.h"
+#include "util.h"
 #include "error.h"
 
 #include <jansson.h>
@@ -114,14 +115,6 @@ struct sg_ticker_hub {
     void *arg;
 };
 
-static uint32_t hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
-}
-
 static int bit(const uint64_t *m, int w)
 {
     return (int)((m[w / 64] >> (w % 64)) & 1);
@@ -202,7 +195,7 @@ void sg_ticker_hub_free(struct sg_ticker_hub *h)
 
 static struct hent **slot(struct sg_ticker_hub *h, const char *sym)
 {
-    struct hent **p = &h->tab[hash(sym) & (h->nbuckets - 1)];
+    struct hent **p = &h->tab[sg_fnv1a(sym) & (h->nbuckets - 1)];
     while (*p && strcmp((*p)->sym, sym))
         p = &(*p)->next;
     return p;
@@ -327,7 +320,8 @@ size_t sg_ticker_hub_take(struct sg_ticker_hub *h, int w, struct sg_quote *out, 
         set_bit(e->dirty, w, 0);
         out[i] = e->q;
     }
-    memmove(l->v, l->v + n, (l->n - n) * sizeof *l->v);
+    /* an empty list may have no array yet: memmove(NULL, ...) is UB */
+    if (l->n > n) memmove(l->v, l->v + n, (l->n - n) * sizeof *l->v);
     l->n -= n;
     pthread_mutex_unlock(&h->mu);
     return n;
@@ -343,7 +337,7 @@ size_t sg_ticker_hub_take_new(struct sg_ticker_hub *h, char (*out)[SG_TICKER_SYM
         e->is_new = 0;
         if (e->nheld) memcpy(out[n++], e->sym, SG_TICKER_SYM_CAP);
     }
-    memmove(l->v, l->v + i, (l->n - i) * sizeof *l->v);
+    if (l->n > i) memmove(l->v, l->v + i, (l->n - i) * sizeof *l->v);
     l->n -= i;
     pthread_mutex_unlock(&h->mu);
     return n;

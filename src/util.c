@@ -68,3 +68,11 @@ int sg_ascii_casecmp(const char *a, size_t alen, const char *b, size_t blen)
     }
     return alen < blen ? -1 : alen > blen ? 1 : 0;
 }
+
+uint32_t sg_fnv1a(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}

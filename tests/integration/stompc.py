@@ -91,8 +91,10 @@ class Closed(Exception):
 
 class StompClient:
     def __init__(self, url, subprotocols=("v12.stomp", "v11.stomp", "v10.stomp"), timeout=5,
-                 header=None, socket_opts=None):
+                 header=None, socket_opts=None, origin=None):
         kw = {"timeout": scaled(timeout)}
+        if origin:
+            kw["origin"] = origin
         if socket_opts:
             kw["sockopt"] = tuple(socket_opts)  # setsockopt before connect
         if subprotocols:

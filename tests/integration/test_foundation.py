@@ -5,12 +5,13 @@ import json
 import re
 import secrets
 import subprocess
+import time
 import sys
 from pathlib import Path
 
 import pytest
 
-from sgtest import (REPO, child_env, http_get, http_raw, parse_http_response,
+from sgtest import (REPO, child_env, free_port, http_get, http_raw, parse_http_response,
                     processes_mentioning, repo_version, run_bin, scaled, stockd_config,
                     stompgate_config, write_config)
 
@@ -286,3 +287,28 @@ def test_pytest_run_leaves_no_daemon_behind(broker, tmp_path):
     assert r.returncode == 1, out
     assert re.search(r"\b1 failed\b", out) and re.search(r"\b1 passed\b", out), out
     assert re.search(r"stompgate pid \d+ exit .*: last 200 lines", out), out
+
+
+def test_precedence_defaults_file_env_flags(stompgate, stockd, broker):
+    """defaults < file < environment < flags, for both daemons, seen in what they do:
+    the port stompgate listens on, the queue stockd consumes."""
+    ports = [free_port() for _ in range(3)]
+    cases = [({}, [], ports[0]),
+             ({"STOMPGATE_LISTEN": f"127.0.0.1:{ports[1]}"}, [], ports[1]),
+             ({"STOMPGATE_LISTEN": f"127.0.0.1:{ports[1]}"}, [f"--listen=127.0.0.1:{ports[2]}"],
+              ports[2])]
+    for env, args, want in cases:
+        gw = stompgate(listen=f"127.0.0.1:{ports[0]}", env=env, args=args, wait=False)
+        gw.wait_log(rf"listening on ws://127\.0\.0\.1:{want}\b")
+        gw.stop()
+    q = [f"prec.{i}.{time.monotonic_ns()}" for i in range(3)]
+    for env, args, want in [({}, [], q[0]), ({"STOCKD_WORK_QUEUE": q[1]}, [], q[1]),
+                            ({"STOCKD_WORK_QUEUE": q[1]}, [f"--work-queue={q[2]}"], q[2])]:
+        sd = stockd(work_queue=q[0], env=env, args=args)
+        assert f"consuming {want}" in sd.log(), sd.log()
+        sd.stop()
+    # and without any source, the built-in default
+    sd = stockd()
+    assert "consuming stocks.work" in sd.log()
+    for name in q:
+        broker.delete_queue(name)

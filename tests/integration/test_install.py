@@ -192,6 +192,9 @@ def test_unit_settings(unit):
     assert re.search(rf"^u {user} ", sysusers, re.M)
     if prog == "stompgate":
         assert one("Service", "ExecReload") == "/bin/kill -HUP $MAINPID"
+        # systemctl restart drains with close 1012 (SIGUSR1), stop with 1001 (SIGTERM)
+        assert one("Service", "RestartKillSignal") == "SIGUSR1"
+        assert ("Service", "KillSignal") not in s
         # the drop-in for ports < 1024, commented in the unit
         assert "#   CapabilityBoundingSet=CAP_NET_BIND_SERVICE" in text
         assert "#   AmbientCapabilities=CAP_NET_BIND_SERVICE" in text

@@ -80,6 +80,17 @@ static void record_method(struct sg_link_chan *ch, amqp_method_number_t id, void
         r->exclusive = d->exclusive;
         r->auto_delete = d->auto_delete;
         r->nargs = d->arguments.num_entries;
+        r->passive = d->passive;
+        break;
+    }
+    case AMQP_EXCHANGE_DECLARE_METHOD: {
+        amqp_exchange_declare_t *d = m;
+        copy_bytes(r->exchange, sizeof r->exchange, d->exchange);
+        copy_bytes(r->xtype, sizeof r->xtype, d->type);
+        r->durable = d->durable;
+        r->auto_delete = d->auto_delete;
+        r->passive = d->passive;
+        r->nargs = d->arguments.num_entries;
         break;
     }
     case AMQP_QUEUE_BIND_METHOD: {
@@ -280,6 +291,10 @@ int sg_link_publish(struct sg_link_chan *ch, const char *exchange, const char *r
         r->delivery_mode = props->delivery_mode;
     if (props && (props->_flags & AMQP_BASIC_REPLY_TO_FLAG))
         copy_bytes(r->reply_to, sizeof r->reply_to, props->reply_to);
+    if (props && (props->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG))
+        copy_bytes(r->content_type, sizeof r->content_type, props->content_type);
+    if (props && (props->_flags & AMQP_BASIC_EXPIRATION_FLAG))
+        copy_bytes(r->expiration, sizeof r->expiration, props->expiration);
     r->body_len = len;
     size_t n = len < sizeof r->body - 1 ? len : sizeof r->body - 1;
     if (n) memcpy(r->body, body, n);

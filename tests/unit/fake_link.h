@@ -36,7 +36,8 @@
 struct fl_rec {
     uint16_t ch;
     amqp_method_number_t id;
-    /* queue.declare / queue.bind / basic.consume / basic.cancel */
+    /* queue.declare / queue.bind / basic.consume / basic.cancel (and
+     * exchange.declare's name in exchange) */
     char queue[256], exchange[256], rkey[256], ctag[256];
     int durable, exclusive, auto_delete, no_ack, nargs;
     uint16_t prefetch; /* basic.qos */
@@ -52,6 +53,11 @@ struct fl_rec {
     uint64_t seq; /* confirm sequence number on its channel (0: not in confirm mode) */
     /* channel.close */
     int code;
+    /* exchange.declare (name in exchange, durable, auto_delete above) */
+    char xtype[32];
+    int passive; /* queue.declare / exchange.declare */
+    /* basic.publish properties (empty when not set) */
+    char content_type[64], expiration[32];
 };
 
 /* The live links of a login, in the order the relay created them (service:

@@ -163,12 +163,62 @@ static void test_bound_under_churn(void **state)
     sg_quotes_free(q);
 }
 
+/* The state a source keeps per symbol: fresh (start price, all else zero)
+ * for a new or re-created symbol, kept as the caller left it otherwise,
+ * and reset when the symbol was evicted and comes back. */
+static void test_touch_state(void **state)
+{
+    (void)state;
+    struct sg_quotes *q = sg_quotes_new(2);
+    struct sg_quote_state *st, copy;
+    struct sg_quote_result r;
+    assert_int_equal(sg_quotes_peek_state(q, "AAPL", &copy), SG_ENOKEY);
+    assert_int_equal(sg_quotes_touch(q, "AAPL", &st, &r), SG_OK);
+    assert_true(r.created && !r.evicted);
+    assert_true(st->price == 95.00 && r.price == 95.00);
+    assert_true(st->next_move == 0 && st->rng == 0 && st->moves == 0 && st->stamp == 0);
+    st->price = 101.5;
+    st->rng = 77;
+    st->moves = 3;
+    st->next_move = 12.5;
+    assert_int_equal(sg_quotes_touch(q, "AAPL", &st, &r), SG_OK);
+    assert_false(r.created);
+    assert_true(r.price == 101.5 && st->rng == 77 && st->moves == 3 && st->next_move == 12.5);
+    assert_int_equal(sg_quotes_peek_state(q, "AAPL", &copy), SG_OK);
+    assert_true(copy.price == 101.5 && copy.rng == 77);
+    assert_int_equal(sg_quotes_peek_state(q, "AAPL", NULL), SG_OK);
+    double p;
+    assert_int_equal(sg_quotes_peek(q, "AAPL", &p), SG_OK);
+    assert_true(p == 101.5);
+
+    /* touch makes it the most recent: MSFT then GOOG evicts MSFT, not AAPL */
+    assert_int_equal(sg_quotes_touch(q, "MSFT", &st, &r), SG_OK);
+    assert_int_equal(sg_quotes_touch(q, "AAPL", &st, &r), SG_OK);
+    assert_int_equal(sg_quotes_touch(q, "GOOG", &st, &r), SG_OK);
+    assert_true(r.created && r.evicted);
+    assert_string_equal(r.evicted_sym, "MSFT");
+    /* the reused entry is fresh */
+    assert_true(st->price == 550.00 && st->rng == 0 && st->moves == 0);
+    assert_int_equal(sg_quotes_touch(q, "MSFT", &st, &r), SG_OK); /* AAPL goes now */
+    assert_string_equal(r.evicted_sym, "AAPL");
+    assert_int_equal(sg_quotes_touch(q, "AAPL", &st, &r), SG_OK);
+    assert_true(st->price == 95.00 && st->rng == 0); /* starts over */
+
+    char longsym[SG_QUOTE_SYM_MAX + 2];
+    memset(longsym, 'B', sizeof longsym - 1);
+    longsym[sizeof longsym - 1] = '\0';
+    assert_int_equal(sg_quotes_touch(q, longsym, &st, &r), SG_ETOOBIG);
+    assert_int_equal(sg_quotes_peek_state(q, longsym, &copy), SG_ENOKEY);
+    sg_quotes_free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_walk_and_lookup),
         cmocka_unit_test(test_eviction_order),
         cmocka_unit_test(test_bound_under_churn),
+        cmocka_unit_test(test_touch_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

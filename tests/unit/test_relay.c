@@ -31,14 +31,17 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "config.h"
 #include "error.h"
 #include "fake_link.h"
 #include "gw_config.h"
 #include "log.h"
+#include "metrics.h"
 #include "relay.h"
 #include "stomp_frame.h"
+#include "ticker.h"
 #include "ws_frame.h"
 
 /* ------------------------------------------------------------------ */
@@ -200,7 +203,8 @@ static struct {
 
 /* Builds the relay with the option table's defaults plus opts
  * ("--key=value", NULL-terminated). */
-static void start(const char *const *opts)
+static void start_env(const char *const *opts, struct sg_ticker_hub *(*hub)(void),
+                      struct sg_metrics *metrics)
 {
     char *argv[32];
     int argc = 0;
@@ -219,9 +223,16 @@ static void start(const char *const *opts)
     T.env.worker_id = 0;
     T.env.out_bytes = &T.out;
     T.env.memory_share = 1 << 20; /* pressure 1 above 512 KiB, 2 above 1 MiB */
+    T.env.metrics = metrics;
+    T.env.ticker = hub ? hub() : NULL;
     T.r = sg_relay_new(&T.env);
     assert_non_null(T.r);
     T.started = 1;
+}
+
+static void start(const char *const *opts)
+{
+    start_env(opts, NULL, NULL);
 }
 
 /* Every login has at most its two links, and each kept to its part: no
@@ -2380,6 +2391,1005 @@ static void test_publishing_link_drop_over_hold_bytes(void **state)
     assert_no_fail(a);
 }
 
+/* ------------------------------------------------------------------ */
+/* Quote subscriptions (relay_ticker.c). The relay gets a ticker hub
+ * (ticker.h) sized by quote_max_symbols, whose wake function posts the
+ * relay's wake event as server.c's does; the tests run the event base
+ * (run_wake) to let it fire. The one worker here is worker 0, the
+ * publisher: it consumes the results on the service link (svc) and sends
+ * the work on the service connection's publishing link (svc_pub, a link
+ * of broker_user that is not a service link). Metrics are wired (TM), so
+ * the quote_* counters are checked too. Client logins are never
+ * broker_user, so fl_link(login, 0) stays the client's own. */
+
+static struct sg_ticker_hub *TH;
+static struct sg_metrics TM;
+
+static void tk_wake(void *arg, int w)
+{
+    (void)arg;
+    assert_int_equal(w, 0);
+    sg_relay_ticker_wake(T.r);
+}
+
+/* start() with a ticker hub and metrics */
+static struct sg_ticker_hub *new_hub(void)
+{
+    TH = sg_ticker_hub_new((size_t)T.cfg.quote_max_symbols, 1, tk_wake, NULL);
+    assert_non_null(TH);
+    return TH;
+}
+
+static void start_ticker(const char *const *opts)
+{
+    memset(&TM, 0, sizeof TM);
+    start_env(opts, new_hub, &TM);
+}
+
+/* teardown(), then the hub: the relay gave every symbol back */
+static int teardown_ticker(void **state)
+{
+    teardown(state);
+    size_t left = TH ? sg_ticker_hub_interest(TH, NULL, 0) : 0;
+    sg_ticker_hub_free(TH);
+    TH = NULL;
+    assert_int_equal(left, 0);
+    assert_int_equal(atomic_load(&TM.quote_subscriptions), 0);
+    return 0;
+}
+
+/* Lets posted events run (the wake event, and what it posts). */
+static void run_wake(void)
+{
+    for (int i = 0; i < 3; i++)
+        assert_int_not_equal(event_base_loop(T.base, EVLOOP_NONBLOCK), -1);
+}
+
+/* Runs the event base until done(arg), for at most about 10 s: a bound
+ * on a timer-driven behaviour (a retry, the tick), never a timing. */
+static void loop_until(int (*done)(void *), void *arg)
+{
+    for (int i = 0; i < 1000 && !done(arg); i++) {
+        struct timeval tv = {0, 10 * 1000};
+        event_base_loopexit(T.base, &tv);
+        event_base_dispatch(T.base);
+    }
+    assert_true(done(arg));
+}
+
+static struct sg_link *svc(void)
+{
+    struct sg_link *l = fl_link(T.cfg.broker_user, 1);
+    assert_non_null(l);
+    return l;
+}
+
+static struct sg_link *svc_pub(void)
+{
+    struct sg_link *l = fl_link_nth(T.cfg.broker_user, 0, 0);
+    assert_non_null(l);
+    assert_false(sg_link_is_service(l));
+    return l;
+}
+
+/* The service link comes up; the results consumer is answered. Returns
+ * its channel. */
+static uint16_t results_up(void)
+{
+    struct sg_link *l = svc();
+    size_t m = fl_nrec(l);
+    fl_up(l);
+    struct fl_rec c = get(l, m, 0, AMQP_BASIC_CONSUME_METHOD);
+    fl_consume_ok(l, c.ch, c.ctag);
+    return c.ch;
+}
+
+/* The service publishing link comes up; returns the work channel (the one
+ * with the stocks.work declare). */
+static uint16_t work_up(void)
+{
+    struct sg_link *l = svc_pub();
+    size_t m = fl_nrec(l);
+    fl_up(l);
+    const struct fl_rec *d = NULL;
+    for (size_t at = m; (d = fl_find(l, at, 0, AMQP_QUEUE_DECLARE_METHOD, &at)); at++)
+        if (!strcmp(d->queue, T.cfg.quote_work_queue)) break;
+    if (!d) dump_fail(l, m, "no stocks.work declare");
+    return d->ch;
+}
+
+static void result(uint16_t ch, uint64_t tag, const char *body)
+{
+    fl_deliver(svc(), ch, tag, 0, "", T.cfg.quote_results_queue, NULL, body, strlen(body));
+}
+
+/* The results channel acked exactly tag since from. */
+static void assert_result_acked(size_t from, uint16_t ch, uint64_t tag)
+{
+    struct sg_link *l = svc();
+    assert_int_equal(fl_count(l, from, ch, AMQP_BASIC_ACK_METHOD), 1);
+    struct fl_rec a = get(l, from, ch, AMQP_BASIC_ACK_METHOD);
+    assert_int_equal(a.tag, tag);
+    assert_int_equal(a.multiple, 0);
+}
+
+static int qsub(struct fc *c, const char *dest, const char *id, enum sg_ack_mode ack, char *err,
+                size_t cap)
+{
+    return run(c, &(struct act){.type = SG_ACT_SUBSCRIBE, .dest = dest, .id = id, .ack = ack}, err,
+               cap);
+}
+
+static int unsub(struct fc *c, const char *id)
+{
+    return run(c, &(struct act){.type = SG_ACT_UNSUBSCRIBE, .id = id}, NULL, 0);
+}
+
+/* The interest set, sorted, joined with ',' */
+static const char *tk_interest(void)
+{
+    static char out[1024];
+    char syms[32][SG_TICKER_SYM_CAP];
+    size_t n = sg_ticker_hub_interest(TH, syms, 32);
+    assert_true(n <= 32);
+    for (size_t i = 1; i < n; i++) /* insertion sort: a few symbols */
+        for (size_t k = i; k > 0 && strcmp(syms[k - 1], syms[k]) > 0; k--) {
+            char t[SG_TICKER_SYM_CAP];
+            memcpy(t, syms[k], sizeof t);
+            memcpy(syms[k], syms[k - 1], sizeof t);
+            memcpy(syms[k - 1], t, sizeof t);
+        }
+    out[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i) strcat(out, ",");
+        strcat(out, syms[i]);
+    }
+    return out;
+}
+
+/* The i-th write of c is a quote MESSAGE for sym at price (as printed),
+ * for subscription id. */
+static void assert_quote(const struct fc *c, size_t i, const char *id, const char *dest,
+                         const char *sym, const char *price)
+{
+    char body[256], want[128];
+    assert_msg(c, i, "subscription", id);
+    assert_msg(c, i, "destination", dest);
+    assert_msg(c, i, "content-type", "application/json");
+    assert_true(msg_header(c, i, "(body)", body, sizeof body));
+    snprintf(want, sizeof want, "{\"symbol\":\"%s\",\"price\":%s,\"ts\":", sym, price);
+    if (strncmp(body, want, strlen(want))) fail_msg("%s write %zu: body %s", c->id, i, body);
+    assert_true(c->wtext[i]);
+    char mid[64];
+    assert_true(msg_header(c, i, "message-id", mid, sizeof mid));
+    assert_int_equal(strncmp(mid, "q-", 2), 0);
+}
+
+/* A quote SUBSCRIBE is done at once (SG_OK: the session sends the
+ * RECEIPT) and needs nothing of the broker: no method on the client's
+ * link, up or not, and no publishing link opened for its login. */
+static void test_ticker_subscribe_no_broker(void **state)
+{
+    (void)state;
+    start_ticker(NULL);
+    struct fc *a = client("alice"), *b = client("bob");
+    assert_int_equal(subscribe(a, "/queue/stocks.AAPL", "s1", "r1", SG_ACK_AUTO), SG_OK);
+    up(b->link);
+    size_t mb = fl_nrec(b->link);
+    assert_int_equal(subscribe(b, "/queue/stocks.BRK.B", "s1", NULL, SG_ACK_AUTO), SG_OK);
+    assert_int_equal(subscribe(b, "/queue/stocks.^GSPC", "s2", NULL, SG_ACK_CLIENT), SG_OK);
+    assert_int_equal(fl_nrec(b->link), mb);
+    assert_int_equal(fl_nrec(a->link), 0);
+    run_wake();
+    assert_int_equal(fl_nrec(b->link), mb);
+    assert_int_equal(fl_nrec(a->link), 0);
+    assert_null(fl_plink("alice"));
+    assert_null(fl_plink("bob"));
+    assert_int_equal(a->nwrites + b->nwrites + a->nreceipts + b->nreceipts, 0);
+    assert_string_equal(tk_interest(), "AAPL,BRK.B,^GSPC");
+    assert_int_equal(atomic_load(&TM.quote_subscriptions), 3);
+    assert_no_fail(a);
+    assert_no_fail(b);
+}
+
+/* An invalid symbol after the prefix is SG_EDEST, with a message that
+ * names it; nothing joins the interest set and nothing goes to the
+ * broker. */
+static void test_ticker_invalid_symbols(void **state)
+{
+    (void)state;
+    start_ticker(NULL);
+    struct fc *a = client("alice");
+    up(a->link);
+    static const char *const bad[][2] = {
+        {"/queue/stocks.aapl", "\"aapl\""},
+        {"/queue/stocks.", "\"\""},
+        {"/queue/stocks.ABCDEFGHIJKLM", "\"ABCDEFGHIJKLM\""},
+        {"/queue/stocks.A B", "\"A B\""},
+        {"/queue/stocks.A/B", "\"A/B\""},
+        {"/queue/stocks.\xc3\x84", "\"\xc3\x84\""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char err[512];
+        assert_int_equal(qsub(a, bad[i][0], "s1", SG_ACK_AUTO, err, sizeof err), SG_EDEST);
+        assert_contains(err, "invalid quote symbol");
+        assert_contains(err, bad[i][1]);
+    }
+    /* twelve is the most */
+    assert_int_equal(subscribe(a, "/queue/stocks.ABCDEFGHIJKL", "s2", NULL, SG_ACK_AUTO), SG_OK);
+    assert_string_equal(tk_interest(), "ABCDEFGHIJKL");
+    assert_int_equal(fl_nrec(a->link), 0);
+    assert_int_equal(atomic_load(&TM.quote_subscriptions), 1);
+    assert_no_fail(a);
+}
+
+/* quote_prefix="" turns quotes off: /queue/stocks.AAPL is a broker queue
+ * like any other. Another prefix moves them. */
+static void test_ticker_prefix_off_or_other(void **state)
+{
+    (void)state;
+    start_ticker((const char *[]){"--quote_prefix=", NULL});
+    struct fc *a = client("alice");
+    up(a->link);
+    assert_int_equal(subscribe(a, "/queue/stocks.AAPL", "s1", "r1", SG_ACK_AUTO), SG_AGAIN);
+    struct fl_rec d = get(a->link, 0, 0, AMQP_QUEUE_DECLARE_METHOD);
+    assert_string_equal(d.queue, "stocks.AAPL");
+    struct fl_rec c = get(a->link, 0, 0, AMQP_BASIC_CONSUME_METHOD);
+    assert_string_equal(c.queue, "stocks.AAPL");
+    fl_consume_ok(a->link, c.ch, c.ctag);
+    assert_receipts(a, "r1", NULL);
+    assert_string_equal(tk_interest(), "");
+    teardown_ticker(NULL);
+
+    start_ticker((const char *[]){"--quote-prefix=/topic/q.", NULL});
+    a = client("alice");
+    up(a->link);
+    size_t m = fl_nrec(a->link);
+    assert_int_equal(subscribe(a, "/topic/q.MSFT", "s1", NULL, SG_ACK_AUTO), SG_OK);
+    assert_int_equal(fl_nrec(a->link), m);
+    assert_string_equal(tk_interest(), "MSFT");
+    assert_int_equal(subscribe(a, "/queue/stocks.AAPL", "s2", NULL, SG_ACK_AUTO), SG_AGAIN);
+    assert_string_equal(get(a->link, m, 0, AMQP_QUEUE_DECLARE_METHOD).queue, "stocks.AAPL");
+    assert_string_equal(tk_interest(), "MSFT");
+    /* and its MESSAGEs carry that destination */
+    uint16_t rch = results_up();
+    result(rch, 1, "[{\"symbol\":\"MSFT\",\"price\":301.5}]");
+    run_wake();
+    assert_int_equal(a->nwrites, 1);
+    assert_quote(a, 0, "s1", "/topic/q.MSFT", "MSFT", "301.5");
+}
+
+/* Quote subscriptions count against max_subscriptions; quote_max_symbols
+ * bounds the symbols (a symbol nobody holds any more makes room once
+ * worker 0 has sent the new ones). */
+static void test_ticker_limits(void **state)
+{
+    (void)state;
+    start_ticker((const char *[]){"--max-subscriptions=2", "--quote-max-symbols=2", NULL});
+    struct fc *a = client("alice"), *b = client("bob");
+    char err[512];
+    assert_int_equal(subscribe(a, "/queue/stocks.AAPL", "s1", NULL, SG_ACK_AUTO), SG_OK);
+    assert_int_equal(subscribe(a, "/queue/stocks.AAPL", "s2", NULL, SG_ACK_AUTO), SG_OK);
+    assert_int_equal(qsub(a, "/queue/stocks.MSFT", "s3", SG_ACK_AUTO, err, sizeof err),
+                     SG_ETOOMANY);
+    assert_contains(err, "too many subscriptions");
+    assert_int_equal(unsub(a, "s2"), SG_OK);
+    assert_int_equal(subscribe(a, "/queue/stocks.MSFT", "s3", NULL, SG_ACK_AUTO), SG_OK);
+    /* two symbols known: a third is refused */
+    assert_int_equal(qsub(b, "/queue/stocks.IBM", "s1", SG_ACK_AUTO, err, sizeof err), SG_ETOOMANY);
+    assert_contains(err, "too many quote symbols (quote_max_symbols 2)");
+    assert_string_equal(tk_interest(), "AAPL,MSFT");
+    assert_int_equal(unsub(a, "s1"), SG_OK);
+    run_wake();
+    assert_int_equal(subscribe(b, "/queue/stocks.IBM", "s1", NULL, SG_ACK_AUTO), SG_OK);
+    assert_string_equal(tk_interest(), "IBM,MSFT");
+    assert_int_equal(sg_ticker_hub_known(TH), 2);
+    assert_int_equal(atomic_load(&TM.quote_subscriptions), 2);
+}
+
+/* Worker 0 consumes stocks.result (the book's durable queue) on the
+ * service link and publishes the interest set to stocks.work on the
+ * service connection's publishing link: all of it once that link is up,
+ * then each new symbol at once (from the wake event); a symbol already in
+ * the set is not sent again. */
+static void test_ticker_results_consumer_and_work(void **state)
+{
+    (void)state;
+    start_ticker(NULL);
+    struct sg_link *sl = svc(), *pl = svc_pub();
+    assert_ptr_not_equal(sl, pl);
+    assert_int_equal(fl_nlinks(), 2); /* opened with the relay: the service and its publisher */
+    fl_up(sl);
+    struct fl_rec d = get(sl, 0, 0, AMQP_QUEUE_DECLARE_METHOD);
+    uint16_t rch = d.ch;
+    assert_int_equal(fl_rec(sl, 0)->id, AMQP_CHANNEL_OPEN_METHOD);
+    assert_int_equal(fl_rec(sl, 0)->ch, rch);
+    assert_string_equal(d.queue, "stocks.result");
+    assert_int_equal(d.durable, 1);
+    assert_int_equal(d.exclusive, 0);
+    assert_int_equal(d.auto_delete, 0);
+    assert_int_equal(d.passive, 0);
+    assert_int_equal(get(sl, 0, rch, AMQP_BASIC_QOS_METHOD).prefetch, 64);
+    struct fl_rec c = get(sl, 0, rch, AMQP_BASIC_CONSUME_METHOD);
+    assert_string_equal(c.queue, "stocks.result");
+    assert_int_equal(c.no_ack, 0);
+    assert_int_equal(fl_count(sl, 0, 0, AMQP_BASIC_CONSUME_METHOD), 1);
+    fl_consume_ok(sl, rch, c.ctag);
+
+    /* subscribed while the publishing link is down: sent once it is up */
+    struct fc *a = client("alice");
+    assert_int_equal(subscribe(a, "/queue/stocks.AAPL", "s1", NULL, SG_ACK_AUTO), SG_OK);
+    run_wake();
+    uint16_t wch = work_up();
+    struct fl_rec wd = get(pl, 0, wch, AMQP_QUEUE_DECLARE_METHOD);
+    assert_string_equal(wd.queue, "stocks.work");
+    assert_int_equal(wd.durable, 1);
+    assert_int_equal(wd.exclusive, 0);
+    assert_int_equal(wd.auto_delete, 0);
+    size_t at;
+    assert_non_null(fl_find(pl, 0, wch, AMQP_QUEUE_DECLARE_METHOD, &at));
+    assert_int_equal(publishes(pl, 0, 0), 1);
+    struct fl_rec p = get_publish(pl, at, wch); /* after the declare, on its channel */
+    assert_string_equal(p.exchange, "");
+    assert_string_equal(p.rkey, "stocks.work");
+    assert_string_equal(p.body, "{\"stocks\":[\"AAPL\"]}");
+    assert_int_equal(p.delivery_mode, 2);
+    assert_string_equal(p.content_type, "application/json");
+    assert_string_equal(p.expiration, "10000"); /* quote_work_ttl_ms */
+    assert_int_equal(p.mandatory, 0);
+
+    /* a new symbol: published from the wake event */
+    struct fc *b = client("bob");
+    size_t m = fl_nrec(pl);
+    assert_int_equal(subscribe(b, "/queue/stocks.MSFT", "s1", NULL, SG_ACK_AUTO), SG_OK);
+    assert_int_equal(publishes(pl, m, 0), 0);
+    run_wake();
+    assert_int_equal(publishes(pl, m, 0), 1);
+    assert_string_equal(get_publish(pl, m, wch).body, "{\"stocks\":[\"MSFT\"]}");
+    /* one already in the set: nothing */
+    m = fl_nrec(pl);
+    assert_int_equal(subscribe(b, "/queue/stocks.AAPL", "s2", NULL, SG_ACK_AUTO), SG_OK);
+    run_wake();
+    assert_int_equal(publishes(pl, m, 0), 0);
+    assert_int_equal(atomic_load(&TM.quote_work), 2);
+    /* each link kept to its part */
+    assert_int_equal(fl_count(sl, 0, 0, FL_PUBLISH), 0);
+    assert_int_equal(fl_count(pl, 0, 0, AMQP_BASIC_CONSUME_METHOD), 0);
+    assert_no_fail(a);
+    assert_no_fail(b);
+}
+
+/* quote_results_exchange: several bridges each bind a queue of their own
+ * (exclusive, auto-delete, bounded) to the fanout exchange. */
+static void test_ticker_results_exchange(void **state)
+{
+    (void)state;
+    start_ticker((const char *[]){"--quote-results-exchange=quotes.x", NULL});
+    struct sg_link *sl = svc();
+    fl_up(sl);
+    size_t ax, aq, ab, ac;
+    const struct fl_rec *x = fl_find(sl, 0, 0, AMQP_EXCHANGE_DECLARE_METHOD, &ax);
+    assert_non_null(x);
+    struct fl_rec xd = *x;
+    assert_string_equal(xd.exchange, "quotes.x");
+    assert_string_equal(xd.xtype, "fanout");
+    assert_int_equal(xd.durable, 1);
+    assert_int_equal(xd.auto_delete, 0);
+    assert_int_equal(xd.passive, 0);
+    struct fl_rec qd = *fl_find(sl, 0, xd.ch, AMQP_QUEUE_DECLARE_METHOD, &aq);
+    assert_int_equal(strncmp(qd.queue, "stompgate-quotes-", 17), 0);
+    assert_int_equal(strlen(qd.queue), 17 + 36); /* a UUID */
+    assert_int_equal(qd.exclusive, 1);
+    assert_int_equal(qd.auto_delete, 1);
+    assert_int_equal(qd.durable, 0);
+    assert_int_equal(qd.nargs, 2); /* x-max-length, x-overflow */
+    struct fl_rec qb = *fl_find(sl, 0, xd.ch, AMQP_QUEUE_BIND_METHOD, &ab);
+    assert_string_equal(qb.queue, qd.queue);
+    assert_string_equal(qb.exchange, "quotes.x");
+    assert_string_equal(qb.rkey, "");
+    struct fl_rec c = *fl_find(sl, 0, xd.ch, AMQP_BASIC_CONSUME_METHOD, &ac);
+    assert_string_equal(c.queue, qd.queue);
+    assert_true(ax < aq && aq < ab && ab < ac);
+    /* not the shared queue */
+    const struct fl_rec *r = NULL;
+    for (size_t at = 0; (r = fl_find(sl, at, 0, AMQP_QUEUE_DECLARE_METHOD, &at)); at++)
+        assert_string_not_equal(r->queue, "stocks.result");
+    fl_consume_ok(sl, xd.ch, c.ctag);
+    struct fc *a = client("alice");
+    assert_int_equal(subscribe(a, "/queue/stocks.AAPL", "s1", NULL, SG_ACK_AUTO), SG_OK);
+    static const char one[] = "[{\"symbol\":\"AAPL\",\"price\":2}]";
+    fl_deliver(sl, xd.ch, 1, 0, "quotes.x", "", NULL, one, sizeof one - 1);
+    run_wake();
+    assert_int_equal(a->nwrites, 1);
+    assert_quote(a, 0, "s1", "/queue/stocks.AAPL", "AAPL", "2");
+}
+
+struct pub_wait {
+    struct sg_link *l;
+    size_t from, want;
+};
+
+static int enough_publishes(void *arg)
+{
+    struct pub_wait *w = arg;
+    return publishes(w->l, w->from, 0) >= w->want;
+}
+
+/* The set in chunks of quote_work_batch, and again every
+ * quote_interval_ms; no expiration with quote_work_ttl_ms=0. */
+static void test_ticker_work_batches_and_tick(void **state)
+{
+    (void)state;
+    start_ticker((const char *[]){"--quote-work-batch=2", "--quote-interval-ms=50",
+                                  "--quote-work-ttl-ms=0", NULL});
+    static const char *const syms[] = {"A", "B", "C", "D", "E"};
+    struct fc *a = client("alice");
+    for (size_t i = 0; i < 5; i++) {
+        char dest[64], id[8];
+        snprintf(dest, sizeof dest, "/queue/stocks.%s", syms[i]);
+        snprintf(id, sizeof id, "s%zu", i);
+        assert_int_equal(subscribe(a, dest, id, NULL, SG_ACK_AUTO), SG_OK);
+    }
+    struct sg_link *pl = svc_pub();
+    size_t m = fl_nrec(pl);
+    uint16_t wch = work_up();
+    assert_int_equal(publishes(pl, m, 0), 3);
+    /* each symbol once, at most two a message */
+    int seen[5] = {0};
+    size_t at = m;
+    for (int k = 0; k < 3; k++) {
+        const struct fl_rec *p = fl_find(pl, at, wch, FL_PUBLISH, &at);
+        assert_non_null(p);
+        assert_string_equal(p->expiration, "");
+        json_error_t e;
+        json_t *j = json_loadb(p->body, p->body_len, 0, &e);
+        assert_non_null(j);
+        json_t *arr = json_object_get(j, "stocks");
+        assert_true(json_array_size(arr) >= 1 && json_array_size(arr) <= 2);
+        for (size_t i = 0; i < json_array_size(arr); i++) {
+            const char *s = json_string_value(json_array_get(arr, i));
+            assert_non_null(s);
+            assert_int_equal(strlen(s), 1);
+            assert_true(s[0] >= 'A' && s[0] <= 'E');
+            seen[s[0] - 'A']++;
+        }
+        json_decref(j);
+        at++;
+    }
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(seen[i], 1);
+    /* the tick sends the whole set again: three more */
+    struct pub_wait w = {pl, fl_nrec(pl), 3};
+    loop_until(enough_publishes, &w);
+    /* a symbol gone from the set is not in the next round */
+    for (int i = 1; i < 5; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "s%d", i);
+        assert_int_equal(unsub(a, id), SG_OK);
+    }
+    w.from = fl_nrec(pl);
+    w.want = 1;
+    loop_until(enough_publishes, &w);
+    assert_string_equal(get_publish(pl, w.from, wch).body, "{\"stocks\":[\"A\"]}");
+}
+
+/* A result reaches every subscriber of its symbol and only them, from
+ * the wake event: one encoding per symbol (the same message-id and bytes
+ * after the subscription header for subscribers of one STOMP version),
+ * acked on the results channel as soon as it is read. */
+static void test_ticker_fanout(void **state)
+{
+    (void)state;
+    start_ticker(NULL);
+    uint16_t rch = results_up();
+    struct fc *a = client("alice"), *b = client("bob"), *c = client_v("carol", 10),
+              *d = client("dave");
+    assert_int_equal(subscribe(a, "/queue/stocks.AAPL", "a1", NULL, SG_ACK_AUTO), SG_OK);
+    assert_int_equal(subscribe(b, "/queue/stocks.AAPL", "b1", NULL, SG_ACK_AUTO), SG_OK);
+    assert_int_equal(subscribe(c, "/queue/stocks.AAPL", "c1", NULL, SG_ACK_AUTO), SG_OK);
+    assert_int_equal(subscribe(d, "/queue/stocks.MSFT", "d1", NULL, SG_ACK_AUTO), SG_OK);
+    size_t m = fl_nrec(svc());
+    result(rch, 7, "[{\"symbol\":\"AAPL\",\"price\":149.34}]");
+    assert_result_acked(m, rch, 7);
+    assert_int_equal(a->nwrites + b->nwrites + c->nwrites, 0); /* from the wake event */
+    run_wake();
+    assert_int_equal(a->nwrites, 1);
+    assert_int_equal(b->nwrites, 1);
+    assert_int_equal(c->nwrites, 1);
+    assert_int_equal(d->nwrites, 0);
+    assert_quote(a, 0, "a1", "/queue/stocks.AAPL", "AAPL", "149.34");
+    assert_quote(b, 0, "b1", "/queue/stocks.AAPL", "AAPL", "149.34");
+    assert_quote(c, 0, "c1", "/queue/stocks.AAPL", "AAPL", "149.34");
+    /* encoded once: the shared part is byte for byte the same */
+    const char *sa = strstr(a->writes[0], "destination:"),
+               *sb = strstr(b->writes[0], "destination:"),
+               *sc = strstr(c->writes[0], "destination:");
+    assert_non_null(sa);
+    assert_non_null(sb);
+    assert_non_null(sc);
+    size_t la = a->wlen[0] - (size_t)(sa - a->writes[0]);
+    assert_int_equal(b->wlen[0] - (size_t)(sb - b->writes[0]), la);
+    assert_memory_equal(sa, sb, la);
+    assert_int_equal(c->wlen[0] - (size_t)(sc - c->writes[0]), la); /* 1.0: same text here */
+    assert_memory_equal(sa, sc, la);
+    /* the other symbol's subscriber only */
+    m = fl_nrec(svc());
+    result(rch, 8, "[{\"symbol\":\"MSFT\",\"price\":300},{\"symbol\":\"IBM\",\"price\":1}]");
+    assert_result_acked(m, rch, 8);
+    run_wake();
+    assert_int_equal(a->nwrites, 1);
+    assert_int_equal(b->nwrites, 1);
+    assert_int_equal(c->nwrites, 1);
+    assert_int_equal(d->nwrites, 1);
+    assert_quote(d, 0, "d1", "/queue/stocks.MSFT", "MSFT", "300");
+    /* IBM was not subscribed: not learnt either */
+    struct sg_quote q;
+    assert_int_equal(sg_ticker_hub_last(TH, "IBM", &q), SG_ENOKEY);
+    /* a message with both: each once */
+    result(rch, 9, "[{\"symbol\":\"MSFT\",\"price\":301},{\"symbol\":\"AAPL\",\"price\":150}]");
+    run_wake();
+    assert_int_equal(a->nwrites, 2);
+    assert_int_equal(d->nwrites, 2);
+    assert_quote(a, 1, "a1", "/queue/stocks.AAPL", "AAPL", "150");
+    assert_quote(d, 1, "d1", "/queue/stocks.MSFT", "MSFT", "301");
+    assert_int_equal(atomic_load(&TM.quote_updates), 4);
+    assert_int_equal(atomic_load(&TM.quote_messages), 8);
+    assert_int_equal(atomic_load(&TM.quote_results_bad), 0);
+    assert_no_fail(a);
+    assert_no_fail(d);
+}
+
+/* The last value: a new subscriber to a symbol with a price gets it after
+ * its SUBSCRIBE is done (from the wake event, so after the RECEIPT), from
+ * the worker's copy or, when the worker had no subscriber left, from the
+ * hub; a price newer than the cached one before the wake replaces it. */
+static void test_ticker_last_value(void **state)
+{
+    (void)state;
+    start_ticker(NULL);
+    uint16_t rch = results_up();
+    struct fc *a = client("alice"), *b = client("bob"), *c = client("carol");
+    assert_int_equal(subscribe(a, "/queue/stocks.AAPL", "a1", NULL, SG_ACK_AUTO), SG_OK);
+    run_wake();
+    assert_int_equal(a->nwrites, 0); /* no price yet: nothing */
+    result(rch, 1, "[{\"symbol\":\"AAPL\",\"price\":1.5}]");
+    run_wake();
+    assert_int_equal(a->nwrites, 1);
+    assert_int_equal(subscribe(b, "/queue/stocks.AAPL", "b1", "rb", SG_ACK_AUTO), SG_OK);
+    assert_int_equal(b->nwrites, 0); /* not before the RECEIPT */
+    run_wake();
+    assert_int_equal(b->nwrites, 1);
+    assert_quote(b, 0, "b1", "/queue/stocks.AAPL", "AAPL", "1.5");
+    assert_int_equal(a->nwrites, 1); /* the others get nothing again */
+    run_wake();
+    assert_int_equal(b->nwrites, 1);
+
+    /* everyone leaves; the hub keeps the price for the next one */
+    assert_int_equal(unsub(a, "a1"), SG_OK);
+    assert_int_equal(unsub(b, "b1"), SG_OK);
+    assert_string_equal(tk_interest(), "");
+    assert_int_equal(subscribe(c, "/queue/stocks.AAPL", "c1", NULL, SG_ACK_AUTO), SG_OK);
+    run_wake();
+    assert_int_equal(c->nwrites, 1);
+    assert_quote(c, 0, "c1", "/queue/stocks.AAPL", "AAPL", "1.5");
+
+    /* cached price owed, a newer one arrives before the wake: only that */
+    assert_int_equal(subscribe(a, "/queue/stocks.AAPL", "a2", NULL, SG_ACK_AUTO), SG_OK);
+    result(rch, 2, "[{\"symbol\":\"AAPL\",\"price\":2.5}]");
+    run_wake();
+    assert_int_equal(a->nwrites, 2);
+    assert_quote(a, 1, "a2", "/queue/stocks.AAPL", "AAPL", "2.5");
+    assert_int_equal(c->nwrites, 2);
+    assert_quote(c, 1, "c1", "/queue/stocks.AAPL", "AAPL", "2.5");
+    /* unsubscribed while owed: nothing */
+    assert_int_equal(subscribe(b, "/queue/stocks.AAPL", "b2", NULL, SG_ACK_AUTO), SG_OK);
+    assert_int_equal(unsub(b, "b2"), SG_OK);
+    run_wake();
+    assert_int_equal(b->nwrites, 1);
+    assert_no_fail(a);
+    assert_no_fail(b);
+    assert_no_fail(c);
+}
+
+/* A price that reaches the hub while a second subscriber joins, both
+ * before the wake event: the new one takes its last value from the hub
+ * (the worker had none yet), and the first subscriber, who has never had
+ * a price, must still get it; each gets it once. */
+static void test_ticker_price_while_joining(void **state)
+{
+    (void)state;
+    start_ticker(NULL);
+    uint16_t rch = results_up();
+    struct fc *a = client("alice"), *b = client("bob");
+    assert_int_equal(subscribe(a, "/queue/stocks.AAPL", "a1", NULL, SG_ACK_AUTO), SG_OK);
+    run_wake();
+    result(rch, 1, "[{\"symbol\":\"AAPL\",\"price\":1.5}]");
+    assert_int_equal(subscribe(b, "/queue/stocks.AAPL", "b1", NULL, SG_ACK_AUTO), SG_OK);
+    run_wake();
+    assert_int_equal(a->nwrites, 1);
+    assert_quote(a, 0, "a1", "/queue/stocks.AAPL", "AAPL", "1.5");
+    assert_int_equal(b->nwrites, 1);
+    assert_quote(b, 0, "b1", "/queue/stocks.AAPL", "AAPL", "1.5");
+    run_wake();
+    assert_int_equal(a->nwrites + b->nwrites, 2);
+    /* the same with the worker's copy gone: a new symbol entry on the
+     * worker while the hub still lists the old price for it */
+    result(rch, 2, "[{\"symbol\":\"AAPL\",\"price\":2.5}]");
+    assert_int_equal(unsub(a, "a1"), SG_OK);
+    assert_int_equal(unsub(b, "b1"), SG_OK);
+    assert_int_equal(subscribe(a, "/queue/stocks.AAPL", "a2", NULL, SG_ACK_AUTO), SG_OK);
+    run_wake();
+    assert_int_equal(a->nwrites, 2);
+    assert_quote(a, 1, "a2", "/queue/stocks.AAPL", "AAPL", "2.5");
+    run_wake();
+    assert_int_equal(a->nwrites, 2);
+    assert_int_equal(b->nwrites, 1);
+    assert_no_fail(a);
+    assert_no_fail(b);
+}
+
+/* Conflation: a subscriber whose output holds more than
+ * quote_conflate_bytes gets nothing while it is backed up and owes only
+ * the newest price per symbol: ONE MESSAGE once it drains. */
+static void test_ticker_conflation(void **state)
+{
+    (void)state;
+    start_ticker(NULL);
+    uint16_t rch = results_up();
+    struct fc *a = client("alice"), *b = client("bob");
+    assert_int_equal(subscribe(a, "/queue/stocks.AAPL", "a1", NULL, SG_ACK_AUTO), SG_OK);
+    assert_int_equal(subscribe(a, "/queue/stocks.MSFT", "a2", NULL, SG_ACK_AUTO), SG_OK);
+    assert_int_equal(subscribe(b, "/queue/stocks.AAPL", "b1", NULL, SG_ACK_AUTO), SG_OK);
+    a->outlen = (size_t)T.cfg.quote_conflate_bytes + 1;
+    static const char *const prices[] = {"1.25", "2.5", "3.75"};
+    for (int i = 0; i < 3; i++) {
+        char body[128];
+        snprintf(body, sizeof body, "[{\"symbol\":\"AAPL\",\"price\":%s}]", prices[i]);
+        result(rch, (uint64_t)i + 1, body);
+        run_wake();
+    }
+    assert_int_equal(a->nwrites, 0);
+    assert_int_equal(b->nwrites, 3); /* the other subscriber gets each */
+    assert_quote(b, 2, "b1", "/queue/stocks.AAPL", "AAPL", "3.75");
+    /* two owed prices were replaced by newer ones */
+    assert_int_equal(atomic_load(&TM.quote_conflated), 2);
+    /* its output drained: every owed price goes out at once (one per
+     * subscription, the newest), whatever it queues meanwhile */
+    a->outlen = 0;
+    sg_relay_drained(a->rs);
+    assert_int_equal(a->nwrites, 1);
+    assert_quote(a, 0, "a1", "/queue/stocks.AAPL", "AAPL", "3.75");
+    a->outlen = 0;
+    sg_relay_drained(a->rs); /* nothing owed any more */
+    run_wake();
+    assert_int_equal(a->nwrites, 1);
+    /* two symbols owed: one MESSAGE each */
+    a->outlen = (size_t)T.cfg.quote_conflate_bytes + 1;
+    result(rch, 4, "[{\"symbol\":\"AAPL\",\"price\":4},{\"symbol\":\"MSFT\",\"price\":9}]");
+    run_wake();
+    result(rch, 5, "[{\"symbol\":\"MSFT\",\"price\":10}]");
+    run_wake();
+    assert_int_equal(a->nwrites, 1);
+    a->outlen = 0;
+    sg_relay_drained(a->rs);
+    assert_int_equal(a->nwrites, 3);
+    char d1[64], d2[64];
+    assert_true(msg_header(a, 1, "destination", d1, sizeof d1));
+    assert_true(msg_header(a, 2, "destination", d2, sizeof d2));
+    assert_string_not_equal(d1, d2);
+    for (size_t i = 1; i < 3; i++)
+        if (msg_header(a, i, "subscription", d1, sizeof d1) && !strcmp(d1, "a1"))
+            assert_quote(a, i, "a1", "/queue/stocks.AAPL", "AAPL", "4");
+        else
+            assert_quote(a, i, "a2", "/queue/stocks.MSFT", "MSFT", "10");
+    assert_int_equal(atomic_load(&TM.quote_conflated), 3);
+    /* caught up (exactly at the bound is not over it): the next one is
+     * written at once */
+    a->outlen = (size_t)T.cfg.quote_conflate_bytes;
+    result(rch, 6, "[{\"symbol\":\"AAPL\",\"price\":5}]");
+    run_wake();
+    assert_int_equal(a->nwrites, 4);
+    assert_quote(a, 3, "a1", "/queue/stocks.AAPL", "AAPL", "5");
+    a->outlen = 0;
+
+    /* several results before one wake: the hub conflates them, one
+     * MESSAGE with the newest */
+    size_t nb = b->nwrites;
+    result(rch, 7, "[{\"symbol\":\"AAPL\",\"price\":6}]");
+    result(rch, 8, "[{\"symbol\":\"AAPL\",\"price\":7}]");
+    result(rch, 9, "[{\"symbol\":\"AAPL\",\"price\":8}]");
+    run_wake();
+    assert_int_equal(b->nwrites, nb + 1);
+    assert_quote(b, nb, "b1", "/queue/stocks.AAPL", "AAPL", "8");
+    assert_no_fail(a);
+    assert_no_fail(b);
+}
+
+/* UNSUBSCRIBE by id ends a quote subscription; the symbol leaves the
+ * interest set with its last subscriber; a detach ends them all. */
+static void test_ticker_unsubscribe_and_detach(void **state)
+{
+    (void)state;
+    start_ticker(NULL);
+    uint16_t rch = results_up();
+    struct fc *a = client("alice"), *b = client("bob"), *c = client("carol");
+    assert_int_equal(subscribe(a, "/queue/stocks.AAPL", "a1", NULL, SG_ACK_AUTO), SG_OK);
+    assert_int_equal(subscribe(a, "/queue/stocks.MSFT", "a2", NULL, SG_ACK_AUTO), SG_OK);
+    assert_int_equal(subscribe(b, "/queue/stocks.AAPL", "b1", NULL, SG_ACK_AUTO), SG_OK);
+    assert_int_equal(atomic_load(&TM.quote_subscriptions), 3);
+    assert_int_equal(unsub(a, "a1"), SG_OK);
+    assert_string_equal(tk_interest(), "AAPL,MSFT");
+    result(rch, 1, "[{\"symbol\":\"AAPL\",\"price\":1}]");
+    run_wake();
+    assert_int_equal(a->nwrites, 0);
+    assert_int_equal(b->nwrites, 1);
+    assert_int_equal(unsub(b, "b1"), SG_OK);
+    assert_string_equal(tk_interest(), "MSFT");
+    result(rch, 2, "[{\"symbol\":\"AAPL\",\"price\":2}]");
+    run_wake();
+    assert_int_equal(a->nwrites + b->nwrites, 1);
+    /* gone: a second UNSUBSCRIBE is an unknown id */
+    char err[512];
+    assert_int_equal(run(b, &(struct act){.type = SG_ACT_UNSUBSCRIBE, .id = "b1"}, err, sizeof err),
+                     SG_ESTATE);
+    assert_contains(err, "no such subscription");
+    /* ids are per session */
+    assert_int_equal(run(b, &(struct act){.type = SG_ACT_UNSUBSCRIBE, .id = "a2"}, NULL, 0),
+                     SG_ESTATE);
+    assert_string_equal(tk_interest(), "MSFT");
+
+    /* a detach with quote subscriptions (one owing a price) */
+    assert_int_equal(subscribe(c, "/queue/stocks.IBM", "c1", NULL, SG_ACK_AUTO), SG_OK);
+    assert_int_equal(subscribe(c, "/queue/stocks.MSFT", "c2", NULL, SG_ACK_AUTO), SG_OK);
+    assert_int_equal(subscribe(c, "/queue/stocks.AAPL", "c3", NULL, SG_ACK_AUTO), SG_OK);
+    c->outlen = (size_t)T.cfg.quote_conflate_bytes + 1;
+    result(rch, 3, "[{\"symbol\":\"IBM\",\"price\":3}]");
+    run_wake();
+    assert_string_equal(tk_interest(), "AAPL,IBM,MSFT");
+    struct sg_relay_sess *rs = c->rs;
+    c->rs = NULL;
+    c->detached = 1; /* no client op may follow */
+    sg_relay_detach(rs);
+    assert_string_equal(tk_interest(), "MSFT");
+    assert_int_equal(atomic_load(&TM.quote_subscriptions), 1);
+    result(rch, 4, "[{\"symbol\":\"IBM\",\"price\":4},{\"symbol\":\"MSFT\",\"price\":4}]");
+    run_wake();
+    assert_int_equal(c->nwrites, 0);
+    assert_int_equal(a->nwrites, 1);
+    assert_quote(a, 0, "a2", "/queue/stocks.MSFT", "MSFT", "4");
+    assert_int_equal(unsub(a, "a2"), SG_OK);
+    assert_string_equal(tk_interest(), "");
+}
+
+/* A quote MESSAGE needs no acknowledgement: an ACK or NACK of its id is
+ * SG_OK and nothing goes to any broker. A STOMP 1.2 subscription in a
+ * client mode carries the ack header; an auto one does not. */
+static void test_ticker_ack(void **state)
+{
+    (void)state;
+    start_ticker(NULL);
+    uint16_t rch = results_up();
+    struct fc *a = client("alice"), *b = client_v("bob", 11);
+    up(a->link);
+    assert_int_equal(subscribe(a, "/queue/stocks.AAPL", "a1", NULL, SG_ACK_CLIENT_INDIVIDUAL),
+                     SG_OK);
+    assert_int_equal(subscribe(a, "/queue/stocks.MSFT", "a2", NULL, SG_ACK_AUTO), SG_OK);
+    assert_int_equal(subscribe(b, "/queue/stocks.AAPL", "b1", NULL, SG_ACK_CLIENT), SG_OK);
+    result(rch, 1, "[{\"symbol\":\"AAPL\",\"price\":1},{\"symbol\":\"MSFT\",\"price\":2}]");
+    run_wake();
+    assert_int_equal(a->nwrites, 2);
+    assert_int_equal(b->nwrites, 1);
+    char ack[64], mid[64], sub[16], tmp[64];
+    size_t ia = 0;
+    assert_true(msg_header(a, 0, "subscription", sub, sizeof sub));
+    if (strcmp(sub, "a1")) ia = 1;
+    assert_true(msg_header(a, ia, "ack", ack, sizeof ack));
+    assert_true(msg_header(a, ia, "message-id", mid, sizeof mid));
+    assert_string_equal(ack, mid);
+    assert_int_equal(strncmp(ack, "q-", 2), 0);
+    assert_false(msg_header(a, 1 - ia, "ack", tmp, sizeof tmp)); /* auto */
+    assert_false(msg_header(b, 0, "ack", tmp, sizeof tmp));      /* 1.1: acks by message-id */
+    size_t ma = fl_nrec(a->link), ms = fl_nrec(svc());
+    assert_int_equal(run(a, &(struct act){.type = SG_ACT_ACK, .ack_id = ack}, NULL, 0), SG_OK);
+    assert_int_equal(run(a, &(struct act){.type = SG_ACT_NACK, .ack_id = ack}, NULL, 0), SG_OK);
+    assert_true(msg_header(b, 0, "message-id", mid, sizeof mid));
+    assert_int_equal(run(b, &(struct act){.type = SG_ACT_ACK, .ack_id = mid}, NULL, 0), SG_OK);
+    assert_int_equal(fl_nrec(a->link), ma);
+    assert_int_equal(fl_nrec(svc()), ms);
+    assert_null(fl_plink("alice"));
+    assert_null(fl_plink("bob"));
+    assert_no_fail(a);
+    assert_no_fail(b);
+}
+
+/* A result that is not a JSON array, or too big, is acked and counted,
+ * and nothing is written; a result with some bad entries delivers the
+ * good ones. */
+static void test_ticker_bad_results(void **state)
+{
+    (void)state;
+    start_ticker(NULL);
+    uint16_t rch = results_up();
+    struct fc *a = client("alice");
+    assert_int_equal(subscribe(a, "/queue/stocks.AAPL", "a1", NULL, SG_ACK_AUTO), SG_OK);
+    static const char *const bad[] = {
+        "not json",
+        "{\"symbol\":\"AAPL\",\"price\":1}",
+        "[{\"symbol\":\"AAPL\",\"price\":1}",
+        "[{\"symbol\":\"AAPL\",\"price\":1,\"price\":2}]",
+        "",
+    };
+    uint64_t tag = 0;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t m = fl_nrec(svc());
+        result(rch, ++tag, bad[i]);
+        assert_result_acked(m, rch, tag);
+        run_wake();
+    }
+    assert_int_equal(a->nwrites, 0);
+    assert_int_equal(atomic_load(&TM.quote_results_bad), 5);
+    assert_int_equal(atomic_load(&TM.quote_updates), 0);
+    struct sg_quote q;
+    assert_int_equal(sg_ticker_hub_last(TH, "AAPL", &q), SG_ENOKEY);
+    /* over 4 MiB: not parsed, even though it is a valid array */
+    size_t big = (4u << 20) + 1;
+    char *body = malloc(big);
+    assert_non_null(body);
+    memset(body, ' ', big);
+    static const char valid[] = "[{\"symbol\":\"AAPL\",\"price\":1}]";
+    memcpy(body, valid, sizeof valid - 1);
+    size_t m = fl_nrec(svc());
+    fl_deliver(svc(), rch, ++tag, 0, "", "stocks.result", NULL, body, big);
+    assert_result_acked(m, rch, tag);
+    run_wake();
+    assert_int_equal(a->nwrites, 0);
+    assert_int_equal(atomic_load(&TM.quote_results_bad), 6);
+    /* exactly 4 MiB is parsed */
+    fl_deliver(svc(), rch, ++tag, 0, "", "stocks.result", NULL, body, big - 1);
+    free(body);
+    run_wake();
+    assert_int_equal(a->nwrites, 1);
+    assert_quote(a, 0, "a1", "/queue/stocks.AAPL", "AAPL", "1");
+    /* some entries bad: the good one goes, the message counts as bad */
+    result(rch, ++tag,
+           "[{\"symbol\":\"aapl\",\"price\":3},{\"symbol\":\"AAPL\",\"price\":-1},7,"
+           "{\"symbol\":\"AAPL\",\"price\":4}]");
+    run_wake();
+    assert_int_equal(a->nwrites, 2);
+    assert_quote(a, 1, "a1", "/queue/stocks.AAPL", "AAPL", "4");
+    assert_int_equal(atomic_load(&TM.quote_results_bad), 7);
+    assert_int_equal(atomic_load(&TM.quote_updates), 2);
+    assert_no_fail(a);
+}
+
+/* Either service link dropping and coming back: the results consumer is
+ * set up again; the work channel is opened again and the whole set sent,
+ * with what was subscribed while it was away. */
+static void test_ticker_links_drop(void **state)
+{
+    (void)state;
+    start_ticker(NULL);
+    uint16_t rch = results_up();
+    uint16_t wch = work_up();
+    struct sg_link *sl = svc(), *pl = svc_pub();
+    struct fc *a = client("alice");
+    assert_int_equal(subscribe(a, "/queue/stocks.AAPL", "a1", NULL, SG_ACK_AUTO), SG_OK);
+    run_wake();
+    assert_int_equal(publishes(pl, 0, wch), 1);
+
+    size_t m = fl_nrec(sl);
+    fl_drop(sl);
+    uint16_t rch2 = results_up();
+    assert_int_equal(fl_count(sl, m, 0, AMQP_QUEUE_DECLARE_METHOD), 1);
+    assert_int_equal(fl_count(sl, m, 0, AMQP_BASIC_CONSUME_METHOD), 1);
+    (void)rch;
+    result(rch2, 1, "[{\"symbol\":\"AAPL\",\"price\":1}]");
+    run_wake();
+    assert_int_equal(a->nwrites, 1);
+
+    fl_drop(pl);
+    assert_int_equal(subscribe(a, "/queue/stocks.MSFT", "a2", NULL, SG_ACK_AUTO), SG_OK);
+    run_wake(); /* nowhere to send it yet */
+    m = fl_nrec(pl);
+    uint16_t wch2 = work_up();
+    assert_int_equal(publishes(pl, m, 0), 1);
+    struct fl_rec p = get_publish(pl, m, wch2);
+    assert_true(!strcmp(p.body, "{\"stocks\":[\"AAPL\",\"MSFT\"]}") ||
+                !strcmp(p.body, "{\"stocks\":[\"MSFT\",\"AAPL\"]}"));
+    assert_no_fail(a);
+}
+
+struct decl_wait {
+    struct sg_link *l;
+    size_t from;
+    const char *queue;
+};
+
+static int declared(void *arg)
+{
+    struct decl_wait *w = arg;
+    const struct fl_rec *r;
+    for (size_t at = w->from; (r = fl_find(w->l, at, 0, AMQP_QUEUE_DECLARE_METHOD, &at)); at++)
+        if (!strcmp(r->queue, w->queue)) return 1;
+    return 0;
+}
+
+static struct fl_rec last_declare(struct sg_link *l, size_t from, const char *queue)
+{
+    const struct fl_rec *r, *found = NULL;
+    for (size_t at = from; (r = fl_find(l, at, 0, AMQP_QUEUE_DECLARE_METHOD, &at)); at++)
+        if (!strcmp(r->queue, queue)) found = r;
+    if (!found) dump_fail(l, from, "no declare");
+    return *found;
+}
+
+/* The results channel ends: the broker closes it with code, or (code 0)
+ * cancels the consumer, which closes it. After the backoff, not at once,
+ * it is declared again, passively or not, and consumed. Returns the new
+ * channel. */
+static uint16_t results_again(uint16_t ch, int code, int passive)
+{
+    struct sg_link *sl = svc();
+    size_t m = fl_nrec(sl);
+    if (code) {
+        fl_chan_close(sl, ch, code, "closed by the test broker");
+    } else {
+        fl_cancel(sl, ch);
+        assert_int_equal(get(sl, m, ch, AMQP_CHANNEL_CLOSE_METHOD).ch, ch);
+        fl_close_ok(sl, ch);
+    }
+    assert_int_equal(fl_count(sl, m, 0, AMQP_QUEUE_DECLARE_METHOD), 0);
+    struct decl_wait w = {sl, m, "stocks.result"};
+    loop_until(declared, &w);
+    struct fl_rec d = last_declare(sl, m, "stocks.result");
+    if (d.passive != passive) fail_msg("after %d: passive %d, want %d", code, d.passive, passive);
+    assert_int_equal(d.durable, 1);
+    struct fl_rec c = get(sl, m, d.ch, AMQP_BASIC_CONSUME_METHOD);
+    assert_string_equal(c.queue, "stocks.result");
+    fl_consume_ok(sl, d.ch, c.ctag);
+    return d.ch;
+}
+
+/* A channel the broker closes is set up again after a backoff: 406 (the
+ * queue exists with other arguments) declares it passively, 404 (gone)
+ * declares it again; a cancelled consumer is set up again too. */
+static void test_ticker_channels_closed_retry(void **state)
+{
+    (void)state;
+    start_ticker(NULL);
+    uint16_t rch = results_up();
+    uint16_t wch = work_up();
+    struct sg_link *pl = svc_pub();
+    struct fc *a = client("alice");
+    assert_int_equal(subscribe(a, "/queue/stocks.AAPL", "a1", NULL, SG_ACK_AUTO), SG_OK);
+    run_wake();
+
+    /* results: 406 -> passive; another code keeps the declaration; a
+     * cancelled consumer (the queue deleted) -> declared for real; 404 on
+     * a passive declare -> declared for real */
+    rch = results_again(rch, 406, 1);
+    result(rch, 1, "[{\"symbol\":\"AAPL\",\"price\":1}]");
+    run_wake();
+    assert_int_equal(a->nwrites, 1);
+    rch = results_again(rch, 403, 1);
+    rch = results_again(rch, 0, 0);
+    rch = results_again(rch, 406, 1);
+    rch = results_again(rch, 404, 0);
+    result(rch, 2, "[{\"symbol\":\"AAPL\",\"price\":2}]");
+    run_wake();
+    assert_int_equal(a->nwrites, 2);
+
+    /* work: 406, then a passive declare and the whole set again */
+    size_t m = fl_nrec(pl);
+    fl_chan_close(pl, wch, 406, "PRECONDITION_FAILED");
+    struct decl_wait ww = {pl, m, "stocks.work"};
+    loop_until(declared, &ww);
+    struct fl_rec wd = last_declare(pl, m, "stocks.work");
+    assert_int_equal(wd.passive, 1);
+    assert_string_equal(get_publish(pl, m, wd.ch).body, "{\"stocks\":[\"AAPL\"]}");
+    assert_no_fail(a);
+}
+
 int main(int argc, char **argv)
 {
     sg_log_init("test_relay", SG_LOG_ERROR);
@@ -2420,6 +3430,22 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_consuming_link_drop_leaves_sends, teardown),
         cmocka_unit_test_teardown(test_publishing_link_drop_leaves_subscriptions, teardown),
         cmocka_unit_test_teardown(test_publishing_link_drop_over_hold_bytes, teardown),
+        cmocka_unit_test_teardown(test_ticker_subscribe_no_broker, teardown_ticker),
+        cmocka_unit_test_teardown(test_ticker_invalid_symbols, teardown_ticker),
+        cmocka_unit_test_teardown(test_ticker_prefix_off_or_other, teardown_ticker),
+        cmocka_unit_test_teardown(test_ticker_limits, teardown_ticker),
+        cmocka_unit_test_teardown(test_ticker_results_consumer_and_work, teardown_ticker),
+        cmocka_unit_test_teardown(test_ticker_results_exchange, teardown_ticker),
+        cmocka_unit_test_teardown(test_ticker_work_batches_and_tick, teardown_ticker),
+        cmocka_unit_test_teardown(test_ticker_fanout, teardown_ticker),
+        cmocka_unit_test_teardown(test_ticker_last_value, teardown_ticker),
+        cmocka_unit_test_teardown(test_ticker_price_while_joining, teardown_ticker),
+        cmocka_unit_test_teardown(test_ticker_conflation, teardown_ticker),
+        cmocka_unit_test_teardown(test_ticker_unsubscribe_and_detach, teardown_ticker),
+        cmocka_unit_test_teardown(test_ticker_ack, teardown_ticker),
+        cmocka_unit_test_teardown(test_ticker_bad_results, teardown_ticker),
+        cmocka_unit_test_teardown(test_ticker_links_drop, teardown_ticker),
+        cmocka_unit_test_teardown(test_ticker_channels_closed_retry, teardown_ticker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
