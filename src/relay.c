@@ -374,12 +374,16 @@ size_t sg_relay_pending(const struct sg_relay *r)
     const struct rlink *rl;
     const struct pub *p;
     const struct prep *pr;
+    /* a broker that is away (the service connection is down too) will not
+     * confirm anything soon: nothing to wait for */
+    if (!sg_relay_ready(r)) return 0;
     LIST_FOREACH(rl, &r->links, next)
     {
-        /* only what an open, unblocked connection can still confirm: SENDs
-         * held for a broker that is away or blocking are not waited for */
-        if (!rl->plink || !sg_link_is_open(rl->plink) || sg_link_is_blocked(rl->plink)) continue;
+        /* nor will one that blocks publishers */
+        if (!rl->plink || sg_link_is_blocked(rl->plink)) continue;
         STAILQ_FOREACH(p, &rl->unconf, next)
+        n++;
+        STAILQ_FOREACH(p, &rl->held, next)
         n++;
         STAILQ_FOREACH(pr, &rl->preps, next)
         STAILQ_FOREACH(p, &pr->waiting, next)
