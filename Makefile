@@ -7,6 +7,8 @@
 #   make fuzz       libFuzzer targets (clang) in bin/fuzz/
 #   make unit       only the cmocka unit tests
 #   make bench      benchmarks against RabbitMQ's web_stomp (docs/BENCHMARKS.md)
+#   make install    PREFIX=/usr/local DESTDIR=: binaries, units, configs, page, man pages
+#   make gen-conf   regenerate dist/*.conf and the man pages' option lists from --help
 
 VERSION  := 0.1.0
 CC       ?= cc
@@ -166,11 +168,26 @@ check-format:
 	    tests/fuzz/*.c \
 	    && echo "format: clean (.clang-format)"
 
-PREFIX ?= /usr/local
+# make install / uninstall: PREFIX (default /usr/local) and DESTDIR as usual; the layout
+# (binaries, units, sysusers.d, /etc/stompgate configs never overwritten, page, man pages,
+# docs) is described in scripts/install.sh and docs/OPERATIONS.md.
+PREFIX      ?= /usr/local
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+MANDIR      ?= $(PREFIX)/share/man
+INSTALL_ENV  = DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' SYSCONFDIR='$(SYSCONFDIR)' \
+               UNITDIR='$(UNITDIR)' SYSUSERSDIR='$(SYSUSERSDIR)' MANDIR='$(MANDIR)' \
+               SRC_BIN='$(BINDIR)'
+.PHONY: uninstall gen-conf
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/stompgate/client
-	install -m 755 bin/stompgate bin/stockd $(DESTDIR)$(PREFIX)/bin/
-	cp -r client/. $(DESTDIR)$(PREFIX)/share/stompgate/client/
+	@$(INSTALL_ENV) bash scripts/install.sh install
+uninstall:
+	@$(INSTALL_ENV) bash scripts/install.sh uninstall
+
+# dist/*.conf and the option lists of man/* from --help (after adding an option)
+gen-conf: all
+	@SG_BIN_DIR=$(BINDIR) bash scripts/gen-conf.sh
 
 clean:
 	rm -rf build bin client/vendor

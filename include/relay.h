@@ -98,9 +98,12 @@ struct sg_relay *sg_relay_new(const struct sg_relay_env *env);
 void sg_relay_free(struct sg_relay *r);
 /* Stop reconnecting and holding (shutdown). */
 void sg_relay_shutdown(struct sg_relay *r);
-/* SENDs accepted and not yet confirmed by the broker (published and
- * awaiting their confirm, held for a broker that is away, or waiting for a
- * destination): what a graceful shutdown waits for. */
+/* SENDs accepted and not yet confirmed (published and awaiting their
+ * confirm, held until their publishing connection is up, or waiting for
+ * their destination's declare): what a graceful shutdown waits for. 0
+ * while the broker is away (the service connection is down), and a
+ * connection the broker blocks is not counted: such SENDs' sessions get
+ * the shutdown ERROR without a RECEIPT for them. */
 size_t sg_relay_pending(const struct sg_relay *r);
 /* 1 if the worker's service connection to the broker is up (/readyz). */
 int sg_relay_ready(const struct sg_relay *r);

@@ -13,11 +13,14 @@
 # Ports from base B: AMQP=B, dist=B+1, stomp=B+2, web_stomp=B+3 (ws://127.0.0.1:B+3/ws),
 # management=B+4 (only with BROKER_MANAGEMENT=1: it adds 5 s to every stop), epmd=B+5.
 # Node name sg<B>@localhost. Credentials: BROKER_USER / BROKER_PASSWORD (default
-# websockets / rabbitmq); they are seeded on the node's first boot in DIR only.
+# websockets / rabbitmq), set up by scripts/provision-broker.sh as in the Vagrant VM
+# (guest deleted) on the first boot in DIR, and again on a start with other ones.
 # BROKER_EXTRA_CONF: extra rabbitmq.conf lines (e.g. vm_memory_high_watermark.relative = 0.0001).
 set -euo pipefail
 
 RMQ_BIN=/usr/lib/rabbitmq/bin # not /usr/sbin: those wrappers switch user and HOME
+# shellcheck source=scripts/provision-broker.sh
+. "$(dirname "${BASH_SOURCE[0]}")/provision-broker.sh"
 PY=/usr/bin/python3
 STOP_GRACE=30                 # seconds before a stopping node gets kill -9
 
@@ -201,12 +204,6 @@ write_files() {
             echo "management.tcp.port = $MGMT_PORT"
             echo "management.tcp.ip = 127.0.0.1"
         fi
-        echo "default_user = $USER_"
-        echo "default_pass = $PASS_"
-        echo "default_permissions.configure = .*"
-        echo "default_permissions.read = .*"
-        echo "default_permissions.write = .*"
-        echo "default_user_tags.administrator = true"
         if [ -n "${BROKER_EXTRA_CONF:-}" ]; then
             echo "# BROKER_EXTRA_CONF"
             printf '%s\n' "$BROKER_EXTRA_CONF"
@@ -287,7 +284,7 @@ cmd_start() {
     setup "$dir" "$base"
     USER_=${BROKER_USER:-websockets}
     PASS_=${BROKER_PASSWORD:-rabbitmq}
-    # they go into rabbitmq.conf and an unescaped URL: keep them plain
+    # they go into an unescaped URL (broker.env): keep them plain
     [[ $USER_ =~ ^[A-Za-z0-9._~-]+$ ]] || die "BROKER_USER must match [A-Za-z0-9._~-]+"
     [[ $PASS_ =~ ^[A-Za-z0-9._~-]+$ ]] || die "BROKER_PASSWORD must match [A-Za-z0-9._~-]+"
     rm -f "$PIDFILE" "$DIR/broker.env"
@@ -359,6 +356,21 @@ cmd_start() {
         kill_epmd || true
         wait "$server" 2>/dev/null || true
         exit 1
+    fi
+    # the user, as the VM has it: on the first boot in DIR (and when the credentials
+    # change); each rabbitmqctl call costs about 0.5 s, so not on every restart
+    local want
+    want="$USER_ $(printf '%s' "$PASS_" | sha256sum | cut -d' ' -f1)"
+    if [ "$(cat "$DIR/provisioned" 2>/dev/null)" != "$want" ]; then
+        if ! provision_broker_user rctl "$USER_" "$PASS_" >"$DIR/log/provision.log" 2>&1; then
+            echo "broker: setting up user $USER_ on $NODE failed:" >&2
+            sed 's/^/  | /' "$DIR/log/provision.log" >&2
+            kill_beams || true
+            kill_epmd || true
+            wait "$server" 2>/dev/null || true
+            exit 1
+        fi
+        (umask 077 && echo "$want" >"$DIR/provisioned")
     fi
     write_env "$pid"
     echo "broker: ready on 127.0.0.1:$AMQP_PORT (web_stomp ws://127.0.0.1:$WEB_STOMP_PORT/ws)"

@@ -11,12 +11,25 @@ BUILD_PKGS="build-essential pkg-config librabbitmq-dev libevent-dev libjansson-d
   libssl-dev libsystemd-dev"
 BROKER_PKGS="rabbitmq-server amqp-tools"
 TEST_PKGS="clang-format libcmocka-dev python3-pytest python3-pytest-timeout python3-websocket openssl curl procps"
+TEST_PKGS="$TEST_PKGS shellcheck groff-base man-db mandoc" # test_install, test_scripts: shellcheck, man pages
 FUZZ_PKGS="clang libclang-rt-14-dev"           # clang + libFuzzer runtime (make fuzz)
 NODE_PKGS="nodejs npm"                         # npm may be provided by nodesource's nodejs
 BROWSER_PKGS="chromium fonts-dejavu-core"     # tests/browser: /usr/bin/chromium, and a font for its screenshots
 EXTRA_PKGS=${SG_EXTRA_PKGS:-}                  # ad hoc, e.g. SG_EXTRA_PKGS=shellcheck make deps
 # shellcheck disable=SC2206   # word splitting of the lists is intended
 ALL_PKGS=($BUILD_PKGS $BROKER_PKGS $TEST_PKGS $FUZZ_PKGS $NODE_PKGS $BROWSER_PKGS $EXTRA_PKGS)
+
+# `deps.sh --list GROUP...` prints those lists (build, broker, test...) and installs
+# nothing: vagrant/provision.sh installs the build and broker packages from here.
+if [ "${1:-}" = --list ]; then
+    shift
+    for g in "$@"; do
+        v=${g^^}_PKGS
+        [ -n "${!v+set}" ] || { echo "deps: no package list '$g'" >&2; exit 2; }
+        echo "${!v}"
+    done
+    exit 0
+fi
 
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo); fi

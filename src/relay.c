@@ -375,8 +375,13 @@ size_t sg_relay_pending(const struct sg_relay *r)
     const struct rlink *rl;
     const struct pub *p;
     const struct prep *pr;
+    /* a broker that is away (the service connection is down too) will not
+     * confirm anything soon: nothing to wait for */
+    if (!sg_relay_ready(r)) return 0;
     LIST_FOREACH(rl, &r->links, next)
     {
+        /* nor will one that blocks publishers */
+        if (!rl->plink || sg_link_is_blocked(rl->plink)) continue;
         STAILQ_FOREACH(p, &rl->unconf, next)
         n++;
         STAILQ_FOREACH(p, &rl->held, next)
