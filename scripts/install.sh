@@ -13,7 +13,8 @@
 #       written only when absent (0640); NAME.conf.dist beside them, always (0644)
 #   DATADIR/client/ (the ticker page)                   DATADIR     PREFIX/share/stompgate
 #   MANDIR/man8/stompgate.8, stockd.8, man5/stompgate.conf.5   MANDIR PREFIX/share/man
-#   DOCDIR/OPERATIONS.md, SECURITY.md, CONFIG.md, PROTOCOL.md  DOCDIR PREFIX/share/doc/stompgate
+#   DOCDIR/OPERATIONS.md, SECURITY.md, CONFIG.md, PROTOCOL.md, METRICS.md
+#                                                             DOCDIR PREFIX/share/doc/stompgate
 #
 # A live install (DESTDIR empty, run as root) also creates the stompgate user with
 # systemd-sysusers, gives the new configs to its group, and runs `systemctl
@@ -37,7 +38,7 @@ PROGS=(stompgate stockd)
 UNITS=(stompgate.service stockd.service)
 MAN8=(stompgate.8 stockd.8)
 MAN5=(stompgate.conf.5)
-DOCS=(OPERATIONS.md SECURITY.md CONFIG.md PROTOCOL.md)
+DOCS=(OPERATIONS.md SECURITY.md CONFIG.md PROTOCOL.md METRICS.md)
 CONFDIR=$SYSCONFDIR/stompgate
 USER_=stompgate
 
