@@ -569,10 +569,12 @@ static void notify_cb(evutil_socket_t fd, short what, void *arg)
     for (int i = 0; i < s->nworkers; i++)
         if (atomic_load(&s->workers[i].wd_seen) != round) alive = 0;
     char status[256];
+    long subs = atomic_load(&s->m.subs_shared) + atomic_load(&s->m.subs_private) +
+                atomic_load(&s->m.subs_temp) + atomic_load(&s->m.quote_subscriptions);
     snprintf(status, sizeof status,
-             "%sSTATUS=%ld connections, %ld STOMP sessions, %ld quote subscriptions",
+             "%sSTATUS=%ld connections, %ld STOMP sessions, %ld subscriptions (%ld quote)",
              alive ? "WATCHDOG=1\n" : "", atomic_load(&s->m.conns_open),
-             atomic_load(&s->m.stomp_connected), atomic_load(&s->m.quote_subscriptions));
+             atomic_load(&s->m.stomp_connected), subs, atomic_load(&s->m.quote_subscriptions));
     sd_notify(0, status);
     if (!alive) sg_log(SG_LOG_WARN, "watchdog: a worker did not answer in time");
     atomic_store(&s->wd_round, round + 1);

@@ -275,7 +275,8 @@ def test_sd_notify_ready_status_watchdog_reload_stopping(stompgate, broker, noti
     c.send_frame("SUBSCRIBE", {"id": "q", "destination": "/queue/stocks.AAPL"})
     # WATCHDOG=1 at half of WATCHDOG_USEC, again and again, with the live counts
     n = sum("WATCHDOG=1" in m for m in msgs)
-    assert read("1 STOMP sessions, 1 quote subscriptions"), msgs
+    c.send_frame("SUBSCRIBE", {"id": "t", "destination": "/topic/ops.status"})
+    assert read("1 STOMP sessions, 2 subscriptions (1 quote)"), msgs
     wait_for(lambda: read("WATCHDOG=1", timeout=1) and
              sum("WATCHDOG=1" in m for m in msgs) >= n + 3, scaled(5))
     assert sum("WATCHDOG=1" in m for m in msgs) >= n + 3, msgs
