@@ -14,6 +14,7 @@ struct sg_auth_req;
 /* What a listener is (sg_conn_accept's flags). */
 #define SG_LISTEN_TLS 1   /* tls_listen: TLS first */
 #define SG_LISTEN_ADMIN 2 /* admin_listen: /metrics, /healthz and /readyz only, to anyone */
+#define SG_LISTEN_STOMP 4 /* stomp_listen / stomp_tls_listen: raw STOMP, no HTTP */
 
 /* Called by the worker's listener for each accepted socket (takes fd).
  * flags: SG_LISTEN_* of the listener it came in on. */

@@ -23,6 +23,8 @@ struct sg_gw_config {
     /* /metrics and /readyz: listeners of their own, or open to every peer
      * on the public listeners (default: loopback peers only) */
     char **admin_listen;
+    char **stomp_listen, **stomp_tls_listen; /* raw STOMP (no WebSocket) */
+    int trailing_lf;
     int metrics_public;
     long long max_message;
     long long max_connect_frame; /* max_message and STOMP bound until CONNECTED */

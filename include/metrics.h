@@ -16,7 +16,16 @@
 struct sg_buf;
 
 /* Label sets with a fixed size. */
-enum { SG_TRANSPORT_WS = 0, SG_TRANSPORT_WSS, SG_TRANSPORT_ADMIN, SG_TRANSPORT_COUNT };
+/* Listener kinds; the first SG_SESSION_TRANSPORTS carry STOMP sessions. */
+enum {
+    SG_TRANSPORT_WS = 0, /* listen: WebSocket */
+    SG_TRANSPORT_WSS,    /* tls_listen: WebSocket over TLS */
+    SG_TRANSPORT_STOMP,  /* stomp_listen: raw STOMP over TCP */
+    SG_TRANSPORT_STOMPS, /* stomp_tls_listen: raw STOMP over TLS */
+    SG_SESSION_TRANSPORTS,
+    SG_TRANSPORT_ADMIN = SG_SESSION_TRANSPORTS, /* admin_listen */
+    SG_TRANSPORT_COUNT
+};
 #define SG_STOMP_VERSIONS 3 /* STOMP 1.0, 1.1, 1.2: index version - 10 */
 
 /* WebSocket close codes: one counter each for 1000..1015, one for the rest.
@@ -78,10 +87,10 @@ struct sg_metrics {
     atomic_long quote_results_bad; /* result messages that were not JSON or had bad entries */
 
     /* connections and sessions by listener kind and STOMP version (conn.c) */
-    atomic_long conns_by_transport[SG_TRANSPORT_COUNT];    /* open */
-    atomic_long accepted_by_transport[SG_TRANSPORT_COUNT]; /* total */
-    atomic_long sessions[SG_STOMP_VERSIONS][2];            /* CONNECTED now, [version][ws/wss] */
-    atomic_long sessions_total[SG_STOMP_VERSIONS][2];      /* ever CONNECTED */
+    atomic_long conns_by_transport[SG_TRANSPORT_COUNT];                   /* open */
+    atomic_long accepted_by_transport[SG_TRANSPORT_COUNT];                /* total */
+    atomic_long sessions[SG_STOMP_VERSIONS][SG_SESSION_TRANSPORTS];       /* CONNECTED now */
+    atomic_long sessions_total[SG_STOMP_VERSIONS][SG_SESSION_TRANSPORTS]; /* ever CONNECTED */
     /* subscriptions open by kind (relay_fanout.c, relay_sub.c; quotes above) */
     atomic_long subs_shared;  /* /topic, /exchange with ack:auto: members of a shared upstream */
     atomic_long subs_private; /* queue, durable and client-ack subscriptions: own channel */

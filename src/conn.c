@@ -58,7 +58,11 @@ struct sg_conn {
     int admin;     /* came in on an admin_listen listener */
     int loopback;  /* the peer is on 127.0.0.0/8 or ::1 */
     int transport; /* SG_TRANSPORT_* (metrics.h) */
-    int ver_slot;  /* 1 + the STOMP version counted in m.sessions, 0 if none */
+    /* raw STOMP (stomp_listen): no HTTP and no WebSocket framing - socket
+     * bytes go straight to the session's decoder and frames straight out;
+     * the state machine is the WebSocket one (CS_WS while the session runs) */
+    int raw;
+    int ver_slot; /* 1 + the STOMP version counted in m.sessions, 0 if none */
     char ip[INET6_ADDRSTRLEN];
     char id[48];
     enum cstate state;
@@ -172,9 +176,23 @@ static void ws_send(struct sg_conn *c, int opcode, const uint8_t *p, size_t n)
     if (opcode < 8) atomic_fetch_add_explicit(&c->s->m.ws_msgs_out, 1, memory_order_relaxed);
 }
 
+/* A whole STOMP frame (ending in NUL) on a raw stream, with the EOL
+ * RabbitMQ's plugin adds when trailing_lf is set. */
+static void raw_send(struct sg_conn *c, const uint8_t *frame, size_t n)
+{
+    out_bytes(c, frame, n);
+    if (c->s->cfg->trailing_lf) out_bytes(c, "\n", 1);
+}
+
 static void ws_send_close(struct sg_conn *c, int code, const char *reason)
 {
     if (c->close_sent) return;
+    if (c->raw) {
+        /* no close frame on a raw stream: the ERROR before it and the
+         * half-close (conn_finish) say it all */
+        c->close_sent = 1;
+        return;
+    }
     uint8_t f[127];
     size_t n = sg_ws_close_frame(f, code, reason);
     out_bytes(c, f, n);
@@ -508,7 +526,10 @@ static void op_send(void *ctx, const uint8_t *frame, size_t len)
 {
     struct sg_conn *c = ctx;
     if (c->close_sent) return;
-    ws_send(c, sg_utf8_valid(frame, len) ? SG_WS_OP_TEXT : SG_WS_OP_BINARY, frame, len);
+    if (c->raw)
+        raw_send(c, frame, len);
+    else
+        ws_send(c, sg_utf8_valid(frame, len) ? SG_WS_OP_TEXT : SG_WS_OP_BINARY, frame, len);
     /* the session sends CONNECTED, RECEIPT and ERROR: its command line */
     const uint8_t *eol = memchr(frame, '\n', len < 16 ? len : 16);
     int slot = eol ? sg_metrics_frame_out_slot(
@@ -535,7 +556,11 @@ static void op_error_sent(void *ctx, int err, const char *message)
 static void op_send_heartbeat(void *ctx)
 {
     struct sg_conn *c = ctx;
-    if (!c->close_sent) ws_send(c, SG_WS_OP_TEXT, (const uint8_t *)"\n", 1);
+    if (c->close_sent) return;
+    if (c->raw)
+        out_bytes(c, "\n", 1);
+    else
+        ws_send(c, SG_WS_OP_TEXT, (const uint8_t *)"\n", 1);
 }
 
 static void op_close(void *ctx, int code, const char *reason)
@@ -543,6 +568,12 @@ static void op_close(void *ctx, int code, const char *reason)
     struct sg_conn *c = ctx;
     sg_log_sess(SG_LOG_DEBUG, c->id, "session closing with %d %s", code, reason ? reason : "");
     if (c->state != CS_WS) return;
+    if (c->raw) {
+        /* the ERROR is queued: write it, then half-close */
+        c->close_sent = 1;
+        conn_finish(c);
+        return;
+    }
     ws_send_close(c, code, reason);
     c->state = CS_WS_CLOSING;
     c->dl_ping = c->dl_pong = 0;
@@ -624,7 +655,7 @@ void sg_conn_auth_done(struct sg_auth_req *r)
         if (sg_stomp_session_state(c->sess) == SG_SESS_CONNECTED && !c->stomp_counted) {
             c->stomp_counted = 1;
             atomic_fetch_add_explicit(&c->s->m.stomp_connected, 1, memory_order_relaxed);
-            int v = sg_stomp_session_version(c->sess) - 10, t = c->tls ? 1 : 0;
+            int v = sg_stomp_session_version(c->sess) - 10, t = c->transport;
             if (v >= 0 && v < SG_STOMP_VERSIONS) {
                 c->ver_slot = v + 1;
                 atomic_fetch_add_explicit(&c->s->m.sessions[v][t], 1, memory_order_relaxed);
@@ -643,7 +674,42 @@ void sg_conn_auth_done(struct sg_auth_req *r)
     leave(c);
 }
 
-/* ---- upgrade */
+/* ---- upgrade (or a raw STOMP start) */
+
+/* From now on the connection's output counts in its worker's buffered
+ * bytes (the memory budget's input). */
+static void count_output(struct sg_conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    atomic_fetch_add_explicit(&c->w->out_bytes, (long)evbuffer_get_length(out),
+                              memory_order_relaxed);
+    c->out_cb = evbuffer_add_cb(out, out_cb, c);
+}
+
+/* A raw STOMP connection (stomp_listen): the session starts at once; the
+ * CONNECT deadline, heart-beats, limits, auth and the relay are the
+ * WebSocket path's, only the framing differs. */
+static void raw_start(struct sg_conn *c)
+{
+    c->state = CS_WS;
+    c->dl_hs = 0;
+    if (!c->tls) {
+        c->manual_write = 1;
+        bufferevent_disable(c->bev, EV_WRITE);
+    }
+    count_output(c);
+    c->sess = sg_stomp_session_new(&c->s->sess_cfg, &session_ops, c, 0, sg_now_ms());
+    if (!c->sess) {
+        c->dead = 1;
+        return;
+    }
+    if (c->over_cap) {
+        sg_log_sess(SG_LOG_INFO, c->id, "STOMP connection from %s over the connection caps", c->ip);
+        sg_stomp_session_fail(c->sess, "too many connections", NULL, SG_WS_CLOSE_TRY_AGAIN);
+    } else if (atomic_load(&c->s->draining)) {
+        sg_stomp_session_fail(c->sess, "server shutting down", NULL, c->s->close_code);
+    }
+}
 
 static void do_upgrade(struct sg_conn *c, const struct sg_ws_hs_result *res, size_t head_len)
 {
@@ -661,10 +727,7 @@ static void do_upgrade(struct sg_conn *c, const struct sg_ws_hs_result *res, siz
     uint64_t now = sg_now_ms();
     if (c->s->cfg->ping_interval_ms > 0) c->dl_ping = now + (uint64_t)c->s->cfg->ping_interval_ms;
     c->ws_counted = 1;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    atomic_fetch_add_explicit(&c->w->out_bytes, (long)evbuffer_get_length(out),
-                              memory_order_relaxed);
-    c->out_cb = evbuffer_add_cb(out, out_cb, c);
+    count_output(c);
     atomic_fetch_add_explicit(&c->s->m.ws_open, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->s->m.ws_upgrades, 1, memory_order_relaxed);
     /* until the STOMP session is CONNECTED a message holds at most a
@@ -803,6 +866,22 @@ static void handle_ws(struct sg_conn *c, struct evbuffer *in)
     }
 }
 
+/* Raw STOMP: the socket's bytes are the session's input (its decoder finds
+ * the frames, heart-beat EOLs and bounds). */
+static void handle_raw(struct sg_conn *c, struct evbuffer *in)
+{
+    size_t len = evbuffer_get_length(in);
+    if (!len) return;
+    if (c->state == CS_WS && c->sess)
+        sg_stomp_session_on_data(c->sess, evbuffer_pullup(in, (ssize_t)len), len, sg_now_ms());
+    evbuffer_drain(in, len);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUT_HWM && !c->read_paused &&
+        c->state == CS_WS) {
+        c->read_paused = 1;
+        bufferevent_disable(c->bev, EV_READ);
+    }
+}
+
 /* ---- libevent callbacks */
 
 static void read_cb(struct bufferevent *bev, void *arg)
@@ -818,7 +897,10 @@ static void read_cb(struct bufferevent *bev, void *arg)
         break;
     case CS_WS:
     case CS_WS_CLOSING:
-        handle_ws(c, in);
+        if (c->raw)
+            handle_raw(c, in);
+        else
+            handle_ws(c, in);
         break;
     case CS_FLUSH:
     case CS_LINGER:
@@ -913,7 +995,11 @@ void sg_conn_accept(struct sg_worker *w, int fd, const struct sockaddr *sa, int 
     c->fd = fd;
     c->tls = tls;
     c->admin = !!(flags & SG_LISTEN_ADMIN);
-    c->transport = c->admin ? SG_TRANSPORT_ADMIN : tls ? SG_TRANSPORT_WSS : SG_TRANSPORT_WS;
+    c->raw = !!(flags & SG_LISTEN_STOMP);
+    c->transport = c->admin ? SG_TRANSPORT_ADMIN
+                   : c->raw ? (tls ? SG_TRANSPORT_STOMPS : SG_TRANSPORT_STOMP)
+                   : tls    ? SG_TRANSPORT_WSS
+                            : SG_TRANSPORT_WS;
     c->loopback = socklen > 0 && sg_addr_is_loopback(sa, (size_t)socklen);
     c->state = CS_HTTP;
     snprintf(c->id, sizeof c->id, "w%d-c%llu", w->id, (unsigned long long)++w->next_conn_id);
@@ -967,8 +1053,15 @@ void sg_conn_accept(struct sg_worker *w, int fd, const struct sockaddr *sa, int 
     bufferevent_setwatermark(c->bev, EV_READ, 0, (size_t)s->cfg->max_message + READ_HWM_SLACK);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     c->dl_hs = sg_now_ms() + (uint64_t)s->cfg->handshake_timeout_ms;
-    sg_log_sess(SG_LOG_DEBUG, c->id, "accepted %s%s%s from %s", tls ? "TLS " : "",
-                c->admin ? "admin " : "", c->over_cap ? "(over cap)" : "", c->ip);
+    sg_log_sess(SG_LOG_DEBUG, c->id, "accepted %s%s%s%s from %s", tls ? "TLS " : "",
+                c->admin ? "admin " : "", c->raw ? "STOMP " : "", c->over_cap ? "(over cap)" : "",
+                c->ip);
+    if (c->raw) {
+        enter(c);
+        raw_start(c);
+        leave(c); /* writes what it queued; frees a connection that failed */
+        return;
+    }
     rearm(c);
 }
 
@@ -988,7 +1081,7 @@ static void conn_free(struct sg_conn *c)
     if (c->sess) sg_stomp_session_free(c->sess);
     if (c->echo_buf) evbuffer_free(c->echo_buf);
     if (c->stomp_counted) atomic_fetch_sub(&s->m.stomp_connected, 1);
-    if (c->ver_slot) atomic_fetch_sub(&s->m.sessions[c->ver_slot - 1][c->tls ? 1 : 0], 1);
+    if (c->ver_slot) atomic_fetch_sub(&s->m.sessions[c->ver_slot - 1][c->transport], 1);
     if (c->ws_counted) atomic_fetch_sub(&s->m.ws_open, 1);
     if (c->ip_counted) sg_ip_release(s, c->ip);
     atomic_fetch_sub(&s->m.conns_open, 1);
@@ -1041,9 +1134,9 @@ static void rop_write(void *client, const void *head, size_t head_len, struct ev
     if (!conn_open(c)) return;
     size_t n = head_len + (shared ? evbuffer_get_length(shared) : 0);
     uint8_t hdr[10];
-    size_t hl = sg_ws_frame_header(hdr, text ? SG_WS_OP_TEXT : SG_WS_OP_BINARY, 1, n);
+    size_t hl = c->raw ? 0 : sg_ws_frame_header(hdr, text ? SG_WS_OP_TEXT : SG_WS_OP_BINARY, 1, n);
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    evbuffer_add(out, hdr, hl);
+    if (hl) evbuffer_add(out, hdr, hl);
     if (head_len) evbuffer_add(out, head, head_len);
     /* A large shared part is referenced, not copied: one encoding per
      * delivery. A small one is copied: a reference costs a chain of its own
@@ -1057,6 +1150,10 @@ static void rop_write(void *client, const void *head, size_t head_len, struct ev
             evbuffer_add(out, evbuffer_pullup(shared, -1), sl);
         else
             evbuffer_add_buffer_reference(out, shared);
+    }
+    if (c->raw && c->s->cfg->trailing_lf) {
+        evbuffer_add(out, "\n", 1);
+        n++;
     }
     atomic_fetch_add_explicit(&c->s->m.bytes_out, (long)(hl + n), memory_order_relaxed);
     atomic_fetch_add_explicit(&c->s->m.ws_msgs_out, 1, memory_order_relaxed);

@@ -38,6 +38,12 @@ const struct sg_opt sg_gw_options[] = {
     O(ws_paths, SG_OPT_LIST, "/,/ws,/stomp", 0, 0, "paths that accept WebSocket upgrades"),
     O(allowed_origins, SG_OPT_LIST, "", 0, 0, "Origin allow-list; empty = any (logged)"),
     O(echo_endpoint, SG_OPT_BOOL, "false", 0, 0, "test-only /echo WebSocket endpoint"),
+    O(stomp_listen, SG_OPT_ADDRS, "", 0, 0,
+      "raw STOMP over TCP listeners (host:port list; RabbitMQ's plugin uses 61613)"),
+    O(stomp_tls_listen, SG_OPT_ADDRS, "", 0, 0,
+      "raw STOMP over TLS listeners (tls_cert/tls_key as for wss; the plugin's 61614)"),
+    O(trailing_lf, SG_OPT_BOOL, "false", 0, 0,
+      "raw STOMP: an EOL after each frame's NUL, as RabbitMQ's plugin sends"),
     O(admin_listen, SG_OPT_ADDRS, "", 0, 0,
       "HTTP listeners for /metrics, /healthz, /readyz, open to all; set: public ones 404 them"),
     O(metrics_public, SG_OPT_BOOL, "false", 0, 0,
@@ -126,24 +132,29 @@ int sg_gw_config_check(const void *cfg, FILE *err)
 {
     const struct sg_gw_config *c = cfg;
     int errors = 0;
-    if (c->tls_listen && c->tls_listen[0]) {
+    int wss = c->tls_listen && c->tls_listen[0];
+    int stls = c->stomp_tls_listen && c->stomp_tls_listen[0];
+    const char *which = wss ? "tls_listen" : "stomp_tls_listen";
+    if (wss || stls) {
         if (!c->tls_cert[0]) {
-            fprintf(err, "config: tls_cert: required with tls_listen\n");
+            fprintf(err, "config: tls_cert: required with %s\n", which);
             errors++;
         } else if (access(c->tls_cert, R_OK) != 0) {
             fprintf(err, "config: tls_cert: cannot read \"%s\"\n", c->tls_cert);
             errors++;
         }
         if (!c->tls_key[0]) {
-            fprintf(err, "config: tls_key: required with tls_listen\n");
+            fprintf(err, "config: tls_key: required with %s\n", which);
             errors++;
         } else if (access(c->tls_key, R_OK) != 0) {
             fprintf(err, "config: tls_key: cannot read \"%s\"\n", c->tls_key);
             errors++;
         }
     }
-    if ((!c->listen || !c->listen[0]) && (!c->tls_listen || !c->tls_listen[0])) {
-        fprintf(err, "config: listen: no listener configured (listen and tls_listen both empty)\n");
+    if ((!c->listen || !c->listen[0]) && !wss && (!c->stomp_listen || !c->stomp_listen[0]) &&
+        !stls) {
+        fprintf(err, "config: listen: no listener configured (listen, tls_listen, stomp_listen "
+                     "and stomp_tls_listen all empty)\n");
         errors++;
     }
     char host[256];

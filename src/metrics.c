@@ -160,7 +160,8 @@ static long ld(atomic_long *a)
     return atomic_load_explicit(a, memory_order_relaxed);
 }
 
-static const char *const transport_names[SG_TRANSPORT_COUNT] = {"ws", "wss", "admin"};
+static const char *const transport_names[SG_TRANSPORT_COUNT] = {"ws", "wss", "stomp", "stomp+tls",
+                                                                "admin"};
 static const char *const version_names[SG_STOMP_VERSIONS] = {"1.0", "1.1", "1.2"};
 
 static void close_family(struct out *o, const char *name, const char *help, atomic_long *a)
@@ -235,8 +236,8 @@ int sg_metrics_render(struct sg_buf *b, struct sg_metrics *m, const struct sg_me
 
     /* connections and sessions */
     family(w, "connections_by_transport", "gauge",
-           "Open TCP connections by listener: ws (listen), wss (tls_listen), admin "
-           "(admin_listen).");
+           "Open TCP connections by listener: ws (listen), wss (tls_listen), stomp "
+           "(stomp_listen), stomp+tls (stomp_tls_listen), admin (admin_listen).");
     for (int t = 0; t < SG_TRANSPORT_COUNT; t++)
         put(w, "stompgate_connections_by_transport{transport=\"%s\"} %ld\n", transport_names[t],
             ld(&m->conns_by_transport[t]));
@@ -248,13 +249,13 @@ int sg_metrics_render(struct sg_buf *b, struct sg_metrics *m, const struct sg_me
     family(w, "stomp_sessions_by_version", "gauge",
            "Connected STOMP sessions by negotiated version and transport.");
     for (int v = 0; v < SG_STOMP_VERSIONS; v++)
-        for (int t = 0; t < 2; t++)
+        for (int t = 0; t < SG_SESSION_TRANSPORTS; t++)
             put(w, "stompgate_stomp_sessions_by_version{version=\"%s\",transport=\"%s\"} %ld\n",
                 version_names[v], transport_names[t], ld(&m->sessions[v][t]));
     family(w, "stomp_sessions_connected_total", "counter",
            "STOMP sessions that reached CONNECTED, by version and transport.");
     for (int v = 0; v < SG_STOMP_VERSIONS; v++)
-        for (int t = 0; t < 2; t++)
+        for (int t = 0; t < SG_SESSION_TRANSPORTS; t++)
             put(w,
                 "stompgate_stomp_sessions_connected_total{version=\"%s\",transport=\"%s\"} "
                 "%ld\n",

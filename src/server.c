@@ -286,7 +286,10 @@ static int add_listeners(struct sg_server *s, char **specs, int flags)
                    s->nworkers);
         else
             sg_log(SG_LOG_INFO, "listening on %s://%s (%d workers)",
-                   (flags & SG_LISTEN_TLS) ? "wss" : "ws", *p, s->nworkers);
+                   (flags & SG_LISTEN_STOMP) ? ((flags & SG_LISTEN_TLS) ? "stomp+ssl" : "stomp")
+                   : (flags & SG_LISTEN_TLS) ? "wss"
+                                             : "ws",
+                   *p, s->nworkers);
     }
     return 0;
 }
@@ -644,7 +647,9 @@ int sg_server_run(struct sg_gw_config *cfg, int argc, char **argv)
         s->client_root[0] = 0;
     }
 
-    if (cfg->tls_listen && cfg->tls_listen[0] && !(s->ssl_ctx = tls_ctx_new(cfg))) goto out;
+    int any_tls = (cfg->tls_listen && cfg->tls_listen[0]) ||
+                  (cfg->stomp_tls_listen && cfg->stomp_tls_listen[0]);
+    if (any_tls && !(s->ssl_ctx = tls_ctx_new(cfg))) goto out;
 
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     s->nworkers = cfg->workers > 0 ? (int)cfg->workers : (ncpu > 0 ? (int)ncpu : 1);
@@ -687,6 +692,8 @@ int sg_server_run(struct sg_gw_config *cfg, int argc, char **argv)
     if (add_listeners(s, cfg->listen, 0) != 0) goto out;
     if (add_listeners(s, cfg->tls_listen, SG_LISTEN_TLS) != 0) goto out;
     if (add_listeners(s, cfg->admin_listen, SG_LISTEN_ADMIN) != 0) goto out;
+    if (add_listeners(s, cfg->stomp_listen, SG_LISTEN_STOMP) != 0) goto out;
+    if (add_listeners(s, cfg->stomp_tls_listen, SG_LISTEN_STOMP | SG_LISTEN_TLS) != 0) goto out;
 
     main_base = event_base_new();
     ev_int = evsignal_new(main_base, SIGINT, sig_cb, main_base);
