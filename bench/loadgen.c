@@ -40,6 +40,15 @@
  * server frames are not); STOMP frames are decoded with the project's
  * sans-I/O decoder (stomp_frame.h), which treats EOLs between frames as
  * heart-beats, so web_stomp's NUL+"\n" frame ending is handled.
+ *
+ * Raw TCP mode (--tcp, or a tcp://IPV4:PORT url; the `tcp` scenario): the
+ * same connections and phases without HTTP and WebSocket, for stompgate's
+ * stomp_listen and RabbitMQ's rabbitmq_stomp. Once connect() completes the
+ * CONNECT frame is written straight to the socket, frames go out as they
+ * are (NUL-terminated), and the received byte stream goes straight to the
+ * decoder, which skips heart-beat EOLs and the plugin's EOL after each NUL.
+ * Instead of the WebSocket ping, every session writes one EOL (a STOMP
+ * heart-beat) every KEEPALIVE_NS.
  */
 #include "error.h"
 #include "stomp_frame.h"
@@ -169,6 +178,7 @@ static struct {
     int concurrency;
     char prefix[96];
     char label[64], target[64];
+    int tcp; /* raw STOMP over TCP: no HTTP upgrade, no WebSocket framing */
     struct watched pids[MAX_PIDS];
     int npids;
     /* state */
@@ -534,6 +544,25 @@ static void send_handshake(struct conn *c)
     c->state = ST_HS;
 }
 
+/* the STOMP session starts: a decoder, then CONNECT */
+static void send_connect(struct conn *c);
+static void start_stomp(struct conn *c)
+{
+    c->dec = xrealloc(NULL, sizeof *c->dec);
+    sg_stomp_dec_init(c->dec, NULL);
+    c->state = ST_STOMP;
+    send_connect(c);
+}
+
+/* the TCP connection is up: the WebSocket handshake, or (--tcp) STOMP at once */
+static void on_tcp_up(struct conn *c)
+{
+    if (g.tcp)
+        start_stomp(c);
+    else
+        send_handshake(c);
+}
+
 static void start_connect(struct conn *c)
 {
     g.started++;
@@ -559,14 +588,17 @@ static void start_connect(struct conn *c)
         return;
     }
     c->state = ST_TCP;
-    if (r == 0) send_handshake(c);
+    if (r == 0) on_tcp_up(c);
 }
 
 /* ------------------------------------------------------------------ STOMP */
 
 static void stomp_send_frame(struct conn *c, const char *frame, size_t len)
 {
-    ws_send(c, 0x1, frame, len);
+    if (g.tcp)
+        out_raw(c, frame, len);
+    else
+        ws_send(c, 0x1, frame, len);
 }
 
 static void send_connect(struct conn *c)
@@ -781,6 +813,10 @@ static int http_header(const char *head, size_t len, const char *name, char *out
 static size_t on_bytes(struct conn *c, uint8_t *p, size_t len)
 {
     size_t off = 0;
+    if (g.tcp) { /* the byte stream is the STOMP stream; the decoder keeps partial frames */
+        if (c->dec) on_data(c, p, len);
+        return len;
+    }
     if (c->state == ST_HS) {
         const uint8_t *e = memmem(p, len, "\r\n\r\n", 4);
         if (!e) {
@@ -816,10 +852,7 @@ static size_t on_bytes(struct conn *c, uint8_t *p, size_t len)
             return 0;
         }
         off = hl;
-        c->dec = xrealloc(NULL, sizeof *c->dec);
-        sg_stomp_dec_init(c->dec, NULL);
-        c->state = ST_STOMP;
-        send_connect(c);
+        start_stomp(c);
     }
     while (off < len && c->state != ST_DEAD) {
         const uint8_t *h = p + off;
@@ -955,7 +988,7 @@ static void on_event(struct conn *c, uint32_t events)
             return;
         }
         if (!(events & (EPOLLOUT | EPOLLIN | EPOLLHUP | EPOLLERR))) return;
-        send_handshake(c);
+        on_tcp_up(c);
         flush_list_add(c);
         return;
     }
@@ -1268,8 +1301,13 @@ static int advance(void)
     }
     if (t >= g.next_ping) {
         g.next_ping = t + KEEPALIVE_NS;
-        for (int i = 0; i < g.started; i++)
-            if (g.c[i].state == ST_READY) ws_send(&g.c[i], 0x9, "k", 1);
+        for (int i = 0; i < g.started; i++) {
+            if (g.c[i].state != ST_READY) continue;
+            if (g.tcp)
+                out_raw(&g.c[i], "\n", 1); /* a heart-beat EOL */
+            else
+                ws_send(&g.c[i], 0x9, "k", 1);
+        }
     }
     switch (g.phase) {
     case PH_CONNECT:
@@ -1449,9 +1487,10 @@ static void report(const char *stopped_in)
 
     printf("{\"scenario\":\"%s\",\"target\":\"%s\",\"ok\":%s,\"stopped_in\":\"%s\","
            "\"conns\":%d,\"subs\":%d,\"pubs\":%d,\"topics\":%d,\"messages\":%lld,\"size\":%d,"
-           "\"window\":%d,\"rate\":%.0f,\"amqp\":%s,",
+           "\"window\":%d,\"rate\":%.0f,\"amqp\":%s,\"transport\":\"%s\",",
            g.label, g.target, run_ok() ? "true" : "false", stopped_in, g.conns, g.subs, g.pubs,
-           g.topics, g.messages, g.size, g.window, g.rate, g.amqp ? "true" : "false");
+           g.topics, g.messages, g.size, g.window, g.rate, g.amqp ? "true" : "false",
+           g.tcp ? "tcp" : "ws");
     printf("\"connected\":%d,\"connect_s\":%.3f,\"connect_per_s\":%.1f,\"subscribed\":%d,"
            "\"subscribe_s\":%.3f,",
            g.connected, connect_s, connect_s > 0 ? g.connected / connect_s : 0, g.subs_ok, sub_s);
@@ -1499,6 +1538,9 @@ static void usage(void)
     fprintf(
         stderr,
         "usage: loadgen --url ws://127.0.0.1:PORT/PATH [options]\n"
+        "       loadgen --tcp --url tcp://127.0.0.1:PORT [options]\n"
+        "  --tcp                    raw STOMP over TCP (stomp_listen, rabbitmq_stomp): no HTTP\n"
+        "                           upgrade, no WebSocket framing; implied by a tcp:// url\n"
         "  --login U --passcode P   STOMP credentials\n"
         "  --conns N                connections in total (subs + pubs + idle)\n"
         "  --subs S --pubs P        subscriber / publisher connections\n"
@@ -1532,6 +1574,8 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
+    /* clang-format off: one option a line (it would pack them in two columns) */
+    // clang-format off
     static const struct option opts[] = {{"url", 1, 0, 'u'},
                                          {"login", 1, 0, 'l'},
                                          {"passcode", 1, 0, 'p'},
@@ -1555,8 +1599,10 @@ int main(int argc, char **argv)
                                          {"step-seconds", 1, 0, 'D'},
                                          {"step-grace-ms", 1, 0, 'g'},
                                          {"stop-below", 1, 0, 'B'},
+                                         {"tcp", 0, 0, 'C'},
                                          {"help", 0, 0, 'h'},
                                          {0, 0, 0, 0}};
+    // clang-format on
     const char *amqp = NULL, *steps = NULL;
     const char *url = NULL;
     snprintf(g.login, sizeof g.login, "guest");
@@ -1648,13 +1694,17 @@ int main(int argc, char **argv)
         case 'B':
             g.stop_below = atof(optarg);
             break;
+        case 'C':
+            g.tcp = 1;
+            break;
         default:
             usage();
         }
     }
-    if (!url || strncmp(url, "ws://", 5) != 0) usage();
+    if (url && !strncmp(url, "tcp://", 6)) g.tcp = 1;
+    if (!url || strncmp(url, g.tcp ? "tcp://" : "ws://", g.tcp ? 6 : 5) != 0) usage();
     {
-        const char *h = url + 5, *colon = strchr(h, ':'), *slash = strchr(h, '/');
+        const char *h = url + (g.tcp ? 6 : 5), *colon = strchr(h, ':'), *slash = strchr(h, '/');
         if (!colon || (slash && slash < colon) || (size_t)(colon - h) >= sizeof g.host) usage();
         snprintf(g.host, sizeof g.host, "%.*s", (int)(colon - h), h);
         int port = atoi(colon + 1);
@@ -1662,7 +1712,8 @@ int main(int argc, char **argv)
         g.addr.sin_family = AF_INET;
         g.addr.sin_port = htons((uint16_t)port);
         if (port <= 0 || port > 65535 || inet_pton(AF_INET, g.host, &g.addr.sin_addr) != 1)
-            die("url must be ws://IPV4:PORT/PATH, got %s", url);
+            die("url must be %s, got %s", g.tcp ? "tcp://IPV4:PORT" : "ws://IPV4:PORT/PATH", url);
+        if (g.tcp && slash) die("a tcp:// url has no path, got %s", url);
     }
     if (amqp) {
         const char *colon = strrchr(amqp, ':');
