@@ -22,16 +22,24 @@
 #               deliver under 50%; capacity = the highest step with >= 99.9% delivered
 #               and p99 <= 50 ms; then one run each at 1.5x and 3x that capacity.
 #               Peak RSS (sampled every second) and RSS 2 s after the clients left.
+#   tcp         raw STOMP over TCP (bin/loadgen --tcp), stompgate's stomp_listen
+#               against RabbitMQ's rabbitmq_stomp plugin on the same broker:
+#               tcp.conns   BENCH_CONNS idle sessions, one subscription each (one
+#                           /topic per session): RSS per session (stompgate VmRSS
+#                           delta; rabbitmq_stomp: beam.smp VmRSS delta)
+#               tcp.fanout  as fanout: BENCH_FANOUT_SUBS subscribers on one /topic,
+#                           BENCH_FANOUT_MSGS messages of 128 bytes, window 10
 #
 # Writes bench/results/latest.json and prints markdown tables with
-# stompgate / web_stomp ratios. Everything it starts is stopped by PID on
+# stompgate / web_stomp (tcp: stompgate / rabbitmq_stomp) ratios. Everything it starts is stopped by PID on
 # exit (trap). Exit status 1 if a run reported errors or timed out (the
 # results are written anyway), 2 if the setup failed.
 #
 # Environment: BENCH_CONNS, BENCH_FANOUT_SUBS, BENCH_FANOUT_MSGS, BENCH_THR_MSGS,
 # BENCH_OVL_SUBS, BENCH_OVL_RATES, BENCH_OVL_SECONDS (scale down on a small machine),
-# BENCH_SCENARIOS (default "conns fanout throughput overload": the ones to run),
-# BENCH_KEEP=1 keeps the temp dir (logs).
+# BENCH_SCENARIOS (default "conns fanout throughput tcp overload": the ones to run),
+# BENCH_KEEP=1 keeps the temp dir (logs), BENCH_RESULTS the results file (default
+# bench/results/latest.json; a run of some scenarios only can go elsewhere).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 repo=$PWD
@@ -45,7 +53,9 @@ OVL_SUBS=${BENCH_OVL_SUBS:-100 1000}
 # the latency bound at 1000 subscribers there
 OVL_RATES=${BENCH_OVL_RATES:-1000 2500 5000 10000 25000 50000 100000 150000 200000 300000 450000 600000}
 OVL_SECONDS=${BENCH_OVL_SECONDS:-4}
-SCENARIOS=${BENCH_SCENARIOS:-conns fanout throughput overload}
+SCENARIOS=${BENCH_SCENARIOS:-conns fanout throughput tcp overload}
+RESULTS=${BENCH_RESULTS:-bench/results/latest.json}
+case "$RESULTS" in /*) ;; *) RESULTS=$repo/$RESULTS ;; esac
 PAUSE=5 # seconds between runs, so the server has closed the previous run's sessions
 
 say() { echo "bench: $*" >&2; }
@@ -71,7 +81,7 @@ ulimit -Sn "$want" || die "cannot raise the fd limit to $want"
 # ---- build the load generator (warning-free with -Wall -Wextra)
 [ -x bin/stompgate ] || die "bin/stompgate is not built (make all)"
 [ -f build/rel/libsg.a ] || die "build/rel/libsg.a is not built (make all)"
-mkdir -p bin bench/results
+mkdir -p bin bench/results "$(dirname "$RESULTS")"
 # shellcheck disable=SC2046
 cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude bench/loadgen.c build/rel/libsg.a \
     $(pkg-config --cflags --libs libevent openssl librabbitmq) -pthread -o bin/loadgen || die "loadgen does not build"
@@ -132,8 +142,11 @@ EOF
 cores=$(nproc)
 for attempt in 1 2 3 4 5; do
     sg_port=$(free_port) || die "no free port for stompgate"
+    sg_stomp_port=$(free_port) || die "no free port for stompgate's stomp_listen"
+    [ "$sg_stomp_port" != "$sg_port" ] || continue
     cat >"$tmp/stompgate.conf" <<EOF
 listen = 127.0.0.1:$sg_port
+stomp_listen = 127.0.0.1:$sg_stomp_port
 broker = 127.0.0.1:$BROKER_AMQP_PORT
 broker_user = $BROKER_USER
 broker_password = $BROKER_PASSWORD
@@ -160,10 +173,12 @@ done
 sleep 1
 sg_idle_kb=$(rss_kb "$sg_pid")
 beam_idle_kb=$(rss_kb "$beam")
-say "broker pid $beam (AMQP $BROKER_AMQP_PORT, web_stomp $BROKER_WEB_STOMP_PORT), stompgate pid $sg_pid on $sg_port, workers $cores"
+say "broker pid $beam (AMQP $BROKER_AMQP_PORT, web_stomp $BROKER_WEB_STOMP_PORT, stomp $BROKER_STOMP_PORT), stompgate pid $sg_pid on $sg_port (stomp $sg_stomp_port), workers $cores"
 
 SG_URL=ws://127.0.0.1:$sg_port/ws
 WS_URL=ws://127.0.0.1:$BROKER_WEB_STOMP_PORT/ws
+SG_TCP_URL=tcp://127.0.0.1:$sg_stomp_port
+STOMP_URL=tcp://127.0.0.1:$BROKER_STOMP_PORT
 lines=$tmp/results.jsonl
 : >"$lines"
 failed=0
@@ -172,11 +187,15 @@ failed=0
 run() {
     local scen=$1 target=$2 url pids out rc
     shift 2
+    case "$scen/$target" in
+    tcp.*/stompgate) url=$SG_TCP_URL ;;
+    tcp.*) url=$STOMP_URL ;;
+    */stompgate) url=$SG_URL ;;
+    *) url=$WS_URL ;;
+    esac
     if [ "$target" = stompgate ]; then
-        url=$SG_URL
         pids=(--pid "stompgate:$sg_pid" --pid "broker:$beam")
     else
-        url=$WS_URL
         pids=(--pid "broker:$beam")
     fi
     say "$scen / $target: loadgen $*"
@@ -263,6 +282,20 @@ if want throughput; then
             --messages "$THR_MSGS" --size 256 --window 100 --timeout 120
     done
 fi
+if want tcp; then
+    # raw STOMP (loadgen --tcp: the url is tcp://): stompgate's stomp_listen against
+    # rabbitmq_stomp. Memory first, on a quiet broker; one topic per session, so each
+    # subscription is a binding of its own on both
+    for target in stompgate rabbitmq_stomp; do
+        wait_quiet "$beam" "$sg_pid"
+        run tcp.conns "$target" --conns "$CONNS" --subs "$CONNS" --topics "$CONNS" \
+            --settle-ms 3000 --timeout 180
+    done
+    for target in stompgate rabbitmq_stomp; do
+        run tcp.fanout "$target" --conns $((FAN_SUBS + 1)) --subs "$FAN_SUBS" --pubs 1 --topics 1 \
+            --messages "$FAN_MSGS" --size 128 --window 10 --timeout 240
+    done
+fi
 ovl_start=$SECONDS
 if want overload; then
     # each loadgen closes its clients and waits 2 s (--settle-ms) before its last RSS
@@ -302,7 +335,7 @@ fi
 
 # ---- results file and table
 rmq_version=$(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo unknown)
-"$PY" - "$lines" "$repo/bench/results/latest.json" "$rmq_version" "$sg_idle_kb" "$beam_idle_kb" \
+"$PY" - "$lines" "$RESULTS" "$rmq_version" "$sg_idle_kb" "$beam_idle_kb" \
     "$cores" "$elapsed" "$CONNS" "$load_before" "$load_after" "$ovl_elapsed" "$OVL_SUBS" \
     "$OVL_RATES" "$OVL_SECONDS" "$SCENARIOS" <<'EOF'
 import json, os, platform, subprocess, sys, time
@@ -352,20 +385,20 @@ def cpu(scen, target):
         return None
     return sum(vals)
 
-def conn_mem(target):
-    procs = get("conns", target, "procs") or {}
+def conn_mem(target, scen="conns"):
+    procs = get(scen, target, "procs") or {}
     p = procs.get("stompgate" if target == "stompgate" else "broker")
-    n = get("conns", target, "connected")
+    n = get(scen, target, "connected")
     if not p or not n or p["rss_before_kb"] < 0 or p["rss_after_kb"] < 0:
         return None, None
     d = p["rss_after_kb"] - p["rss_before_kb"]
     return d / 1024.0, d * 1024.0 / n / 1024.0  # MiB total, KiB per connection
 
 rows = []
-def row(label, sg, ws, fmt="{:.1f}", ratio=True):
+def row(label, sg, ws, fmt="{:.1f}", ratio=True, other="web_stomp"):
     f = lambda v: "n/a" if v is None else fmt.format(v)
     ratio = "n/a" if not ratio or sg is None or ws in (None, 0) else "{:.2f}".format(sg / ws)
-    rows.append({"metric": label, "stompgate": sg, "web_stomp": ws,
+    rows.append({"metric": label, "stompgate": sg, other: ws,
                  "ratio": None if ratio == "n/a" else float(ratio)})
     return "| {} | {} | {} | {} |".format(label, f(sg), f(ws), ratio)
 
@@ -524,6 +557,38 @@ doc["overload"] = {"subs": ovl_subs.split(), "offered_deliveries_per_s": [int(x)
                    "step_seconds": float(ovl_seconds), "elapsed_s": int(ovl_elapsed), "by_subs": ovl,
                    "notes": notes}
 doc["overload_table"] = rows[len(doc["table"]):]
+
+# ---- tcp: raw STOMP, stompgate's stomp_listen against rabbitmq_stomp
+TC = []
+tcp_start = len(rows)
+if "tcp" in scenarios:
+    P = "rabbitmq_stomp"
+    def trow(label, scen, fmt, *path, ratio=True):
+        return row(label, get(scen, "stompgate", *path), get(scen, P, *path), fmt, ratio, P)
+    def broker_growth(scen, target):
+        b = (get(scen, target, "procs") or {}).get("broker")
+        if not b or b["rss_before_kb"] < 0 or b["rss_after_kb"] < 0:
+            return None
+        return (b["rss_after_kb"] - b["rss_before_kb"]) / 1024.0
+    n = get("tcp.conns", "stompgate", "conns") or get("tcp.conns", P, "conns")
+    sgd, sgk = conn_mem("stompgate", "tcp.conns")
+    pd, pk = conn_mem(P, "tcp.conns")
+    TC.append(trow(f"tcp conns: time to open {n} sessions (s)", "tcp.conns", "{:.2f}", "connect_s"))
+    TC.append(trow(f"tcp conns: time to subscribe them, one topic each (s)", "tcp.conns", "{:.2f}", "subscribe_s"))
+    TC.append(row(f"tcp conns: RSS growth for {n} sessions with a subscription (MiB; rabbitmq_stomp: whole beam.smp)", sgd, pd, "{:.1f}", True, P))
+    TC.append(row("tcp conns: RSS per session with a subscription (KiB)", sgk, pk, "{:.1f}", True, P))
+    TC.append(row("tcp conns: broker (beam.smp) RSS growth in the same run (MiB)", broker_growth("tcp.conns", "stompgate"), broker_growth("tcp.conns", P), "{:.1f}", True, P))
+    N = get("tcp.fanout", "stompgate", "conns") or get("tcp.fanout", P, "conns")
+    TC.append(trow(f"tcp fan-out: time to open {N} sessions (s)", "tcp.fanout", "{:.2f}", "connect_s"))
+    TC.append(trow("tcp fan-out: messages delivered per second (sum over subscribers)", "tcp.fanout", "{:.0f}", "delivered_per_s"))
+    for q in ("p50", "p99", "max"):
+        TC.append(row(f"tcp fan-out: latency {q} (ms)", ms(get("tcp.fanout", "stompgate", "latency_us", q)), ms(get("tcp.fanout", P, "latency_us", q)), "{:.1f}", True, P))
+    TC.append(row("tcp fan-out: server CPU (s; stompgate+broker vs broker)", cpu("tcp.fanout", "stompgate"), cpu("tcp.fanout", P), "{:.2f}", True, P))
+    exp = get("tcp.fanout", "stompgate", "expected") or get("tcp.fanout", P, "expected")
+    TC.append(trow(f"tcp fan-out: messages delivered (of {exp} expected)", "tcp.fanout", "{:.0f}", "delivered"))
+    for scen in ("tcp.conns", "tcp.fanout"):
+        TC.append(trow(f"{scen}: errors", scen, "{:.0f}", "errors"))
+doc["tcp_table"] = rows[tcp_start:]
 tmp = out + ".tmp"
 with open(tmp, "w") as f:
     json.dump(doc, f, indent=1)
@@ -547,9 +612,15 @@ if O:
         print(f"\n- {nt}")
     for l in L:
         print(l)
+if TC:
+    print("\nSTOMP over TCP (stompgate stomp_listen against rabbitmq_stomp, same broker):\n")
+    print("| metric | stompgate | rabbitmq_stomp | ratio stompgate / rabbitmq_stomp |")
+    print("|---|---:|---:|---:|")
+    for t in TC:
+        print(t)
 bad = [f"{r['scenario']}/{r['target']}: {r.get('first_error', '')}" for r in runs if not r.get("ok")]
 for b in bad:
     print(f"\nNOT OK: {b}")
-print(f"\nresults: bench/results/latest.json")
+print(f"\nresults: {os.path.relpath(out) if out.startswith(os.getcwd() + '/') else out}")
 EOF
 exit $failed
