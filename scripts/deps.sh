@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 BUILD_PKGS="build-essential pkg-config librabbitmq-dev libevent-dev libjansson-dev uuid-dev
   libssl-dev libsystemd-dev"
 BROKER_PKGS="rabbitmq-server amqp-tools"
-TEST_PKGS="clang-format libcmocka-dev python3-pytest python3-pytest-timeout python3-websocket openssl curl procps"
+TEST_PKGS="clang-format libcmocka-dev python3-pytest python3-pytest-timeout python3-websocket openssl curl procps python3-stomp"
 TEST_PKGS="$TEST_PKGS shellcheck groff-base man-db mandoc" # test_install, test_scripts: shellcheck, man pages
 FUZZ_PKGS="clang libclang-rt-14-dev"           # clang + libFuzzer runtime (make fuzz)
 NODE_PKGS="nodejs npm"                         # npm may be provided by nodesource's nodejs
