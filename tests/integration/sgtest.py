@@ -55,6 +55,7 @@ __all__ = [
     "REPO", "Broker", "Daemon", "Gateway", "free_port", "run_bin", "bin_path", "child_env",
     "write_config", "stompgate_config", "stockd_config", "scaled", "repo_version",
     "http_get", "http_raw", "parse_http_response", "processes_mentioning", "wait_for",
+    "make_cert",
 ]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,6 +88,16 @@ def wait_for(predicate, timeout, interval=0.05):
         if time.monotonic() >= deadline:
             return None
         time.sleep(interval)
+
+
+def make_cert(directory, name="cert", cn="127.0.0.1"):
+    """A self-signed ECDSA P-256 certificate for 127.0.0.1 in directory: (cert, key) paths."""
+    key, crt = Path(directory) / f"{name}.key", Path(directory) / f"{name}.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(crt),
+                    "-days", "1", "-subj", f"/CN={cn}", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return crt, key
 
 
 def repo_version():

@@ -12,13 +12,12 @@ import re
 import signal
 import socket
 import struct
-import subprocess
 import uuid
 
 import pytest
 import websocket
 
-from sgtest import free_port, http_get, scaled, wait_for, write_config
+from sgtest import free_port, http_get, make_cert, scaled, wait_for, write_config
 from stompc import StompClient, connected_client
 
 # ------------------------------------------------------------------ the strict parser
@@ -332,11 +331,7 @@ def test_sessions_by_version_and_transport(stompgate, broker):
 
 
 def test_sessions_over_tls_count_as_wss(stompgate, broker, tmp_path):
-    crt, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(crt),
-                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
-                    "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    crt, key = make_cert(tmp_path)
     tport = free_port()
     gw = stompgate(tls_listen=f"127.0.0.1:{tport}", tls_cert=str(crt), tls_key=str(key))
     ws = websocket.create_connection(f"wss://127.0.0.1:{tport}/ws", subprotocols=["v11.stomp"],

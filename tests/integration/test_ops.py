@@ -10,8 +10,8 @@ import time
 import pytest
 import websocket
 
-from sgtest import free_port, http_raw, scaled, wait_for, write_config
-from stompc import Closed, StompClient, connected_client
+from sgtest import free_port, http_raw, make_cert, scaled, wait_for, write_config
+from stompc import Closed, connected_client
 
 
 def _close_of(c, timeout=5):
@@ -154,14 +154,7 @@ def test_reload_names_options_that_need_a_restart(stompgate, broker):
 
 @pytest.fixture
 def certs(tmp_path):
-    def make(name, cn):
-        key, crt = tmp_path / f"{name}.key", tmp_path / f"{name}.pem"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out",
-                        str(crt), "-days", "1", "-subj", f"/CN={cn}", "-addext",
-                        "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-        return crt, key
-    return make
+    return lambda name, cn: make_cert(tmp_path, name, cn)
 
 
 def _peer_cn(port):

@@ -5,14 +5,13 @@ broker."""
 import signal
 import socket
 import ssl
-import subprocess
 import time
 import uuid
 
 import pytest
 import stomp
 
-from sgtest import free_port, http_get, scaled, wait_for
+from sgtest import free_port, http_get, make_cert, scaled, wait_for
 from stompc import connected_client
 
 VERSIONS = {"1.0": stomp.Connection10, "1.1": stomp.Connection11, "1.2": stomp.Connection12}
@@ -295,12 +294,7 @@ def test_trailing_lf(tcp_gw, broker):
 
 @pytest.fixture
 def cert(tmp_path):
-    key, crt = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(crt),
-                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
-                    "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-    return crt, key
+    return make_cert(tmp_path)
 
 
 def test_stomp_over_tls(stompgate, broker, cert):

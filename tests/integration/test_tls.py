@@ -2,22 +2,16 @@
 
 import socket
 import ssl
-import subprocess
 
 import pytest
 import websocket
 
-from sgtest import free_port, scaled, wait_for
+from sgtest import free_port, make_cert, scaled, wait_for
 
 
 @pytest.fixture
 def cert(tmp_path):
-    key, crt = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(crt),
-                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
-                    "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-    return crt, key
+    return make_cert(tmp_path)
 
 
 def _accepts(port):
